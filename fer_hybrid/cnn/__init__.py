@@ -1,0 +1,1 @@
+"""CNN track: backbone registry, VGGFace, and training."""

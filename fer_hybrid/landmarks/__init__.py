@@ -1,0 +1,1 @@
+"""Landmark track: dlib 68-point landmarks -> geometric features -> gradient-boosted classifiers."""

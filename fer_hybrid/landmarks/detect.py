@@ -1,0 +1,89 @@
+"""Face detection (dlib HOG) and 68-point landmarks (dlib shape predictor from face-recognition-models).
+
+Boxes are int (k, 4) arrays ``[x0, y0, x1, y1]`` in pixels; landmarks float32 (k, 68, 2) as (x, y).
+For pre-registered 48x48 datasets (FER2013) :func:`full_image_box` replaces detection.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+
+PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
+
+
+class LandmarkModelMissing(FileNotFoundError):
+    pass
+
+
+def shape_predictor_path() -> Path:
+    """Path of dlib's 68-point model shipped by the ``face-recognition-models`` package."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise LandmarkModelMissing("the 68-point landmark model is missing: pip install face-recognition-models")
+    path = Path(list(spec.submodule_search_locations)[0]) / "models" / PREDICTOR_FILE
+    if not path.exists():
+        raise LandmarkModelMissing(f"{path} not found; reinstall face-recognition-models")
+    return path
+
+
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """uint8 (h, w) from a gray (h, w), BGR (h, w, 3) or BGRA (h, w, 4) image."""
+    import cv2
+
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
+    if image.ndim != 2:
+        raise ValueError(f"expected a gray or BGR image, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(image)
+
+
+@functools.lru_cache(maxsize=1)
+def _hog():
+    import dlib
+
+    return dlib.get_frontal_face_detector()
+
+
+@functools.lru_cache(maxsize=1)
+def _shape_predictor():
+    import dlib
+
+    return dlib.shape_predictor(str(shape_predictor_path()))
+
+
+def detect_faces(image: np.ndarray, upsample: int = 0) -> np.ndarray:
+    """dlib HOG frontal faces in a gray/BGR image -> int (k, 4) boxes [x0, y0, x1, y1], clipped to the image."""
+    gray = to_gray(image)
+    rects = _hog()(gray, upsample)
+    h, w = gray.shape
+    boxes = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects], dtype=np.int64).reshape(-1, 4)
+    boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w - 1)
+    boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h - 1)
+    return boxes
+
+
+def full_image_box(shape: tuple[int, ...]) -> np.ndarray:
+    """The whole image as one box (1, 4), for pre-registered face crops."""
+    h, w = shape[:2]
+    return np.array([[0, 0, w - 1, h - 1]], dtype=np.int64)
+
+
+def landmarks(image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """68 (x, y) points per box -> float32 (k, 68, 2) in the image's pixel coordinates."""
+    import dlib
+
+    gray = to_gray(image)
+    pred = _shape_predictor()
+    out = np.empty((len(boxes), 68, 2), np.float32)
+    for i, (x0, y0, x1, y1) in enumerate(np.asarray(boxes, dtype=np.int64)):
+        shape = pred(gray, dlib.rectangle(int(x0), int(y0), int(x1), int(y1)))
+        out[i] = [(p.x, p.y) for p in shape.parts()]
+    return out

@@ -1,0 +1,254 @@
+"""Experiment reports: one folder per experiment holding ``report.json`` + ``report.md`` + PNGs.
+
+Every experiment writes the same schema (:data:`SCHEMA`), so :mod:`fer_hybrid.compare` can rank them.
+Required keys (dotted paths) are listed in :data:`REQUIRED_KEYS`. Files are written atomically.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import _atomic
+from .evaluate import accuracy_delta, environment, file_sha256
+from .labels import STUDY_EMOTIONS
+
+SCHEMA = 1
+KINDS = ("baseline", "cnn", "landmarks", "hybrid", "peer", "pixels", "benchmark")
+REQUIRED_KEYS = (
+    "schema", "name", "kind", "weights",
+    "metrics.train.accuracy", "metrics.val.accuracy", "metrics.test.accuracy",
+    "metrics.test.macro_f1", "metrics.test.n",
+    "seconds_per_epoch", "ms_per_face", "params", "artifact", "command",
+)
+
+
+class ReportError(ValueError):
+    """A report file is missing, unreadable, or does not follow the schema."""
+
+
+def _get(d: dict, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(d, dict) or part not in d:
+            raise KeyError(dotted)
+        d = d[part]
+    return d
+
+
+def artifact_info(path: str | os.PathLike | None, root: str | os.PathLike | None = None) -> dict | None:
+    """{"path": relative-or-absolute path, "sha256": ..., "bytes": ...} or None."""
+    if path is None:
+        return None
+    p = Path(path)
+    shown = p
+    if root is not None:
+        try:
+            shown = p.resolve().relative_to(Path(root).resolve())
+        except ValueError:
+            pass
+    return {"path": shown.as_posix(), "sha256": file_sha256(p), "bytes": p.stat().st_size}
+
+
+def make_report(*, name: str, kind: str, weights: str | None, metrics: dict, command: str | None = None,
+                seconds_per_epoch: float | None = None, ms_per_face: float | None = None,
+                params: int | None = None, artifact: dict | None = None, data: dict | None = None,
+                classes: Sequence[str] = STUDY_EMOTIONS, **extra: Any) -> dict:
+    """Assemble a schema-1 report. ``metrics`` is {split: metrics dict from :mod:`evaluate`}.
+
+    ``extra`` keys (e.g. ``backbone``, ``image_size``, ``epochs``, ``history``, ``notes``) are kept as-is.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown report kind {kind!r}; valid: {', '.join(KINDS)}")
+    env = environment()
+    report = {
+        "schema": SCHEMA,
+        "name": name,
+        "kind": kind,
+        "weights": weights,
+        "classes": list(classes),
+        "metrics": metrics,
+        "delta_train_val": accuracy_delta(metrics),
+        "seconds_per_epoch": seconds_per_epoch,
+        "ms_per_face": ms_per_face,
+        "params": params,
+        "artifact": artifact,
+        "data": data,
+        "command": command or env["command"],
+        "environment": env,
+    }
+    report.update(extra)
+    validate(report)
+    return report
+
+
+def validate(report: dict, source: str = "report") -> dict:
+    """Raise ReportError unless ``report`` has schema 1 and every required key."""
+    if not isinstance(report, dict):
+        raise ReportError(f"{source}: not a JSON object")
+    if report.get("schema") != SCHEMA:
+        raise ReportError(f"{source}: unsupported schema {report.get('schema')!r} (this version reads schema {SCHEMA})")
+    missing = []
+    for key in REQUIRED_KEYS:
+        try:
+            _get(report, key)
+        except KeyError:
+            missing.append(key)
+    if missing:
+        raise ReportError(f"{source}: missing required key(s) {', '.join(missing)}")
+    return report
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe copy: numpy scalars/arrays to Python, NaN/inf to None."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _clean(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def fmt(v: Any, digits: int = 4) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def to_markdown(report: dict) -> str:
+    """The Markdown twin of a report."""
+    m = report["metrics"]
+    lines = [f"# {report['name']}", "",
+             f"- kind: `{report['kind']}`; initial weights: `{report['weights']}`"
+             + (" (trained from random initialisation: no pretrained weights were available offline)"
+                if report["weights"] is None and report["kind"] in ("cnn", "baseline") else ""),
+             f"- command: `{report['command']}`"]
+    for key in ("backbone", "image_size", "epochs", "notes"):
+        if report.get(key) is not None:
+            lines.append(f"- {key.replace('_', ' ')}: {report[key]}")
+    lines += ["", "| split | n | accuracy | macro-F1 |", "|---|---:|---:|---:|"]
+    for s in ("train", "val", "test"):
+        if isinstance(m.get(s), dict):
+            lines.append(f"| {s} | {fmt(m[s].get('n'))} | {fmt(m[s].get('accuracy'))} | {fmt(m[s].get('macro_f1'))} |")
+    lines += ["", f"- train − val accuracy: {fmt(report.get('delta_train_val'))}",
+              f"- seconds per epoch: {fmt(report['seconds_per_epoch'], 1)}",
+              f"- batch-1 inference: {fmt(report['ms_per_face'], 2)} ms per face",
+              f"- parameters: {fmt(report['params'])}"]
+    if report.get("artifact"):
+        a = report["artifact"]
+        lines.append(f"- artifact: `{a.get('path')}` (sha256 `{a.get('sha256')}`)")
+    if report.get("data"):
+        d = report["data"]
+        lines.append(f"- data: `{d.get('source')}` (sha256 `{d.get('sha256')}`)")
+    test = m.get("test") or {}
+    if test.get("per_class"):
+        lines += ["", "## Test set per class", "", "| class | precision | recall | F1 | support |",
+                  "|---|---:|---:|---:|---:|"]
+        for c, v in test["per_class"].items():
+            lines.append(f"| {c} | {fmt(v['precision'])} | {fmt(v['recall'])} | {fmt(v['f1'])} | {v['support']} |")
+    if test.get("confusion_matrix"):
+        classes = report.get("classes") or list(test.get("per_class", {}))
+        lines += ["", "## Test confusion matrix (rows true, columns predicted)", "",
+                  "| true \\ pred | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
+        for c, row in zip(classes, test["confusion_matrix"]):
+            lines.append(f"| {c} | " + " | ".join(str(v) for v in row) + " |")
+    for png in report.get("figures", []):
+        lines += ["", f"![{png}]({png})"]
+    env = report.get("environment", {})
+    if env:
+        v = env.get("versions", {})
+        lines += ["", "## Environment", "",
+                  f"- {env.get('cpu')} × {env.get('cpu_count')} cores; GPU: {env.get('gpu') or 'none'}",
+                  "- " + ", ".join(f"{k} {val}" for k, val in v.items() if val),
+                  f"- date {env.get('date')}, git {env.get('git_commit')}"]
+    return "\n".join(lines) + "\n"
+
+
+def save_confusion_png(cm: Sequence[Sequence[int]], classes: Sequence[str], path: str | os.PathLike,
+                       title: str = "") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    cm = np.asarray(cm)
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ConfusionMatrixDisplay(cm, display_labels=list(classes)).plot(ax=ax, cmap="Blues", colorbar=False,
+                                                                 values_format="d")
+    ax.set_title(title)
+    fig.tight_layout()
+    with _atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
+def save_history_png(history: dict, path: str | os.PathLike, title: str = "") -> Path:
+    """Training curves from a Keras-style history {"loss": [...], "val_loss": [...], "accuracy": [...], ...}."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key in zip(axes, ("loss", "accuracy")):
+        for k in (key, f"val_{key}"):
+            if history.get(k):
+                ax.plot(range(1, len(history[k]) + 1), history[k], label=k)
+        ax.set_xlabel("epoch")
+        ax.set_title(key)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    with _atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return Path(path)
+
+
+def write_report(report: dict, out_dir: str | os.PathLike) -> Path:
+    """Write ``out_dir/report.json``, ``report.md`` and ``confusion.png`` (test split); returns the JSON path."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    validate(report)
+    report = dict(report)
+    figures = list(report.get("figures", []))
+    test = report["metrics"].get("test") or {}
+    if test.get("confusion_matrix"):
+        save_confusion_png(test["confusion_matrix"], report.get("classes", STUDY_EMOTIONS), out_dir / "confusion.png",
+                           title=f"{report['name']} — test (n={test.get('n')})")
+        if "confusion.png" not in figures:
+            figures.insert(0, "confusion.png")
+    report["figures"] = figures
+    clean = _clean(report)
+    _atomic.write_text(out_dir / "report.md", to_markdown(clean))
+    path = _atomic.write_text(out_dir / "report.json", json.dumps(clean, indent=2) + "\n")
+    return path
+
+
+def read_report(path: str | os.PathLike) -> dict:
+    """Load and validate one report JSON; ReportError with the file name on any problem."""
+    path = Path(path)
+    try:
+        report = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ReportError(f"{path}: no such report file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ReportError(f"{path}: not readable JSON ({e})") from None
+    return validate(report, str(path))
+
+
+def find_reports(root: str | os.PathLike) -> list[Path]:
+    """All ``report.json`` files under ``root`` (sorted)."""
+    return sorted(Path(root).rglob("report.json"))
