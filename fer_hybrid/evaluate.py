@@ -45,16 +45,22 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray,
     if y_true.shape != y_pred.shape:
         raise ValueError(f"y_true {y_true.shape} and y_pred {y_pred.shape} differ in shape")
     labels = list(range(len(classes)))
-    p, r, f, s = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    k = len(labels)
     answered = y_pred != ABSTAIN
+    if not len(y_true):  # sklearn refuses empty inputs; an empty split has no scores
+        p = r = f = np.zeros(k)
+        s = np.zeros(k, dtype=np.int64)
+    else:
+        p, r, f, s = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     return {
         "n": int(len(y_true)),
         "accuracy": float(skm.accuracy_score(y_true, y_pred)) if len(y_true) else float("nan"),
-        "macro_f1": float(skm.f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "macro_f1": float(f.mean()) if len(y_true) else float("nan"),
         "n_abstained": int((~answered).sum()),
         "per_class": {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
                           "support": int(s[i])} for i, c in enumerate(classes)},
-        "confusion_matrix": skm.confusion_matrix(y_true[answered], y_pred[answered], labels=labels).tolist(),
+        "confusion_matrix": (skm.confusion_matrix(y_true[answered], y_pred[answered], labels=labels).tolist()
+                             if answered.any() else [[0] * k for _ in range(k)]),
     }
 
 
@@ -146,8 +152,26 @@ def environment() -> dict:
         "platform": platform.platform(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "git_commit": git_commit(),
-        "command": " ".join([Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python", *sys.argv[1:]]),
+        "command": command_line(),
     }
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """This process's command as a user would type it from the repo root (``python experiments/x.py ...``)."""
+    import shlex
+
+    argv = list(sys.argv if argv is None else argv)
+    if not argv or not argv[0]:
+        return "python"
+    script = Path(argv[0])
+    root = Path(__file__).resolve().parent.parent
+    try:
+        shown = script.resolve().relative_to(root).as_posix()
+    except ValueError:
+        shown = script.as_posix()
+    if shown.startswith("fer_hybrid/") and shown.endswith(".py"):
+        shown = "-m " + shown[:-3].replace("/", ".").removesuffix(".__main__")
+    return "python " + " ".join(shlex.quote(a) for a in [shown, *argv[1:]])
 
 
 def _gpus() -> list[str]:
