@@ -18,7 +18,7 @@ from .evaluate import accuracy_delta, environment, file_sha256
 from .labels import STUDY_EMOTIONS
 
 SCHEMA = 1
-KINDS = ("baseline", "cnn", "landmarks", "hybrid", "peer", "pixels", "benchmark")
+KINDS = ("baseline", "cnn", "landmarks", "hybrid", "peer")
 REQUIRED_KEYS = (
     "schema", "name", "kind", "weights",
     "metrics.train.accuracy", "metrics.val.accuracy", "metrics.test.accuracy",
@@ -247,6 +247,22 @@ def read_report(path: str | os.PathLike) -> dict:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ReportError(f"{path}: not readable JSON ({e})") from None
     return validate(report, str(path))
+
+
+def report_predictor(predictor, data, out_dir: str | os.PathLike, *, kind: str, weights: str | None,
+                     **fields: Any) -> tuple[Path, dict]:
+    """Evaluate a predictor on train/val/test, time batch-1 inference, and write its report to ``out_dir``.
+
+    ``fields`` go to :func:`make_report` (e.g. params, artifact, seconds_per_epoch, notes).
+    """
+    from .evaluate import evaluate_predictor, ms_per_face
+
+    metrics = evaluate_predictor(predictor.predict_proba, data)
+    fields.setdefault("ms_per_face", ms_per_face(predictor.predict_proba, data.test.x[:1]))
+    fields.setdefault("data", {"source": Path(data.source).name, "sha256": data.sha256})
+    report = make_report(name=fields.pop("name", predictor.name), kind=kind, weights=weights, metrics=metrics,
+                         classes=data.classes, **fields)
+    return write_report(report, out_dir), report
 
 
 def find_reports(root: str | os.PathLike) -> list[Path]:

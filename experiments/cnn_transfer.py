@@ -1,0 +1,123 @@
+"""CNN track: train one backbone on FER2013-5, evaluate it, write its report, optionally ship it.
+
+    python experiments/cnn_transfer.py --backbone vggbn --epochs 40 --ship
+    python experiments/cnn_transfer.py --backbone vggface --weights vggface     # online users
+    python experiments/cnn_transfer.py --backbone mobilenetv2 --weights imagenet --mode head-then-all
+
+Method: the 5 study classes; train = Training, val = PublicTest (model selection, early stopping),
+test = PrivateTest (reported once). All layers are fine-tuned (``--mode all``, the study's protocol).
+Without network access here, weights default to None (random initialisation) and the report says so.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv=None, default_backbone: str = "vggbn") -> argparse.Namespace:
+    from fer_hybrid.cnn.train import TrainConfig
+
+    d = TrainConfig()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--backbone", default=default_backbone)
+    p.add_argument("--weights", default=None, help="None (default), imagenet, vggface, or a weights file")
+    p.add_argument("--data", default=None, help="FER2013 folder/.tar.gz/csv (default: $FER2013_PATH)")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--image-size", type=int, default=None, help="network input size (default: the backbone's)")
+    p.add_argument("--optimizer", default=d.optimizer, choices=["adam", "adamw", "sgd"])
+    p.add_argument("--lr", type=float, default=d.learning_rate)
+    p.add_argument("--schedule", default=d.schedule, choices=["cosine", "plateau", "constant"])
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--class-weights", action="store_true")
+    p.add_argument("--mode", default=d.mode, choices=["all", "head-then-all"])
+    p.add_argument("--patience", type=int, default=d.patience)
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--precision", default=d.precision, choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"])
+    p.add_argument("--strategy", default=d.strategy, choices=["default", "mirrored", "multiworker"])
+    p.add_argument("--tta", action="store_true", help="average predictions with the flipped face at evaluation")
+    p.add_argument("--name", default=None, help="report name (default: the backbone)")
+    p.add_argument("--reports", default=str(ROOT / "experiments" / "reports"))
+    p.add_argument("--checkpoints", default=str(ROOT / "experiments" / "checkpoints"))
+    p.add_argument("--ship", action="store_true", help="copy the trained model to models/ and the manifest")
+    p.add_argument("--no-resume", action="store_true")
+    p.add_argument("--max-train", type=int, default=None, help="use only the first N training images (smoke runs)")
+    return p.parse_args(argv)
+
+
+def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
+    args = parse_args(argv, default_backbone)
+    from fer_hybrid import artifacts, reports
+    from fer_hybrid.cnn.train import TrainConfig, fit, predict_proba, save_model
+    from fer_hybrid.data import Augment, DataError, load_fer2013
+    from fer_hybrid.evaluate import command_line, evaluate_predictor, ms_per_face
+    from fer_hybrid.predictors import KerasPredictor
+
+    name = args.name or args.backbone
+    command = command_line()
+
+    # 1. Data: FER2013 restricted to the five study emotions.
+    try:
+        data = load_fer2013(args.data)
+    except (FileNotFoundError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.max_train:
+        data.train = data.train.subset(slice(0, args.max_train))
+
+    # 2. Training: all layers, AdamW + cosine schedule by default, augmentation, early stopping on val.
+    cfg = TrainConfig(backbone=args.backbone, weights=args.weights, input_size=args.image_size, epochs=args.epochs,
+                      batch_size=args.batch_size, optimizer=args.optimizer, learning_rate=args.lr,
+                      schedule=args.schedule, label_smoothing=args.label_smoothing, class_weights=args.class_weights,
+                      mode=args.mode, patience=args.patience, seed=args.seed, precision=args.precision,
+                      strategy=args.strategy,
+                      augment=dataclasses.asdict(Augment.none() if args.no_augment else Augment()))
+    result = fit(cfg, data, Path(args.checkpoints) / name, resume=not args.no_resume)
+    model = result.model
+
+    # 3. Evaluation on train / val / test (test touched once, here), and batch-1 latency.
+    metrics = evaluate_predictor(lambda x: predict_proba(model, x, tta=args.tta), data)
+    predictor = KerasPredictor(model, name)
+    latency = ms_per_face(predictor.predict_proba, data.test.x[:1])
+
+    # 4. Artifacts: the float32 model, optionally shipped in models/ with a manifest entry.
+    out_dir = Path(args.reports) / name
+    final = save_model(model, Path(args.checkpoints) / name / "final.keras")
+    artifact_path = final
+    if args.ship:
+        artifact_path = save_model(model, artifacts.models_dir() / f"{name}.keras")
+        size_mb = artifact_path.stat().st_size / 2**20
+        if size_mb > 60:
+            print(f"warning: {artifact_path} is {size_mb:.1f} MB (> 60 MB limit)", file=sys.stderr)
+
+    # 5. Report: same schema as every experiment, plus training curves.
+    image_size = model.layers[1].output.shape[1] if args.image_size is None else args.image_size
+    report = reports.make_report(
+        name=name, kind=kind, weights=args.weights, metrics=metrics, command=command,
+        seconds_per_epoch=result.seconds_per_epoch, ms_per_face=latency, params=int(model.count_params()),
+        artifact=reports.artifact_info(artifact_path, ROOT), data={"source": Path(data.source).name, "sha256": data.sha256},
+        backbone=args.backbone, image_size=image_size, epochs=result.epochs_run, best_epoch=result.best_epoch,
+        precision=result.precision, tta=args.tta, config=cfg.to_dict(), history=result.history,
+        notes=("trained from random initialisation (weights=None): no pretrained weights can be downloaded on "
+               "this machine" if args.weights is None else f"initial weights: {args.weights}"),
+        figures=["training_curves.png"])
+    reports.save_history_png(result.history, out_dir / "training_curves.png", title=name)
+    path = reports.write_report(report, out_dir)
+    if args.ship:
+        artifacts.update_manifest(name, artifact_path, command=command, data=report["data"], weights=args.weights,
+                                  metrics={s: {"accuracy": metrics[s]["accuracy"], "macro_f1": metrics[s]["macro_f1"],
+                                               "n": metrics[s]["n"]} for s in metrics},
+                                  report=str(path.relative_to(ROOT)))
+    print(json.dumps({"name": name, "test_accuracy": metrics["test"]["accuracy"],
+                      "test_macro_f1": metrics["test"]["macro_f1"], "report": str(path)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
