@@ -1,0 +1,97 @@
+"""Training code path on the 70-image fixture with a tiny model (seconds)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fer_hybrid.cnn.train import TrainConfig, balanced_class_weights, fit, make_strategy, predict_proba
+from fer_hybrid.data import Augment
+from fer_hybrid.reports import REQUIRED_KEYS, read_report
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {"filters": (4, 8), "convs_per_block": 1}
+
+
+def tiny_config(**kw) -> TrainConfig:
+    base = dict(backbone="baseline", epochs=1, batch_size=16, precision="float32", patience=5,
+                model_kwargs=TINY, augment=Augment(rotation=0.0, zoom=0.0).__dict__)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_fit_writes_checkpoints_and_returns_float32_model(sample_data, tmp_path):
+    result = fit(tiny_config(), sample_data, tmp_path, verbose=0)
+    assert (tmp_path / "best.keras").exists() and (tmp_path / "last.keras").exists()
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["epoch"] == 1 and result.epochs_run == 1 and result.best_epoch == 1
+    assert set(result.history) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert result.seconds_per_epoch > 0
+    p = predict_proba(result.model, sample_data.test.x)
+    assert p.shape == (10, 5) and p.dtype == np.float32
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
+    assert all(w.dtype == "float32" for w in result.model.weights)
+
+
+def test_fit_resumes_from_last_checkpoint(sample_data, tmp_path, capsys):
+    fit(tiny_config(epochs=1), sample_data, tmp_path, verbose=0)
+    result = fit(tiny_config(epochs=2), sample_data, tmp_path, verbose=1)
+    assert "resuming baseline from epoch 1" in capsys.readouterr().out
+    assert result.epochs_run == 2
+    assert len(result.history["val_accuracy"]) == 2
+
+
+def test_tta_averages_flipped_predictions(sample_data, tmp_path):
+    model = fit(tiny_config(), sample_data, tmp_path, verbose=0).model
+    x = sample_data.test.x
+    expected = (predict_proba(model, x) + predict_proba(model, x[:, :, ::-1])) / 2
+    np.testing.assert_allclose(predict_proba(model, x, tta=True), expected, atol=1e-6)
+
+
+def test_mirrored_strategy_runs_on_cpu(sample_data, tmp_path):
+    result = fit(tiny_config(strategy="mirrored"), sample_data, tmp_path, verbose=0)
+    assert result.epochs_run == 1
+
+
+def test_bad_choices_raise_listing_valid_values(sample_data, tmp_path):
+    with pytest.raises(ValueError, match="default, mirrored, multiworker"):
+        make_strategy("tpu-pod")
+    with pytest.raises(ValueError, match="adam, adamw, sgd"):
+        fit(tiny_config(optimizer="rmsprop"), sample_data, tmp_path, verbose=0)
+
+
+def test_balanced_class_weights_inverse_frequency():
+    w = balanced_class_weights(np.array([0, 0, 0, 1]), 2)
+    assert w == pytest.approx({0: 4 / 6, 1: 2.0})
+
+
+def test_experiment_script_writes_schema_report(sample_tar, tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import cnn_transfer
+
+    monkeypatch.setattr(sys, "argv", ["experiments/cnn_baseline.py"])
+    code = cnn_transfer.main(["--data", str(sample_tar), "--backbone", "baseline", "--epochs", "1",
+                              "--batch-size", "16", "--precision", "float32", "--name", "tiny",
+                              "--reports", str(tmp_path / "reports"), "--checkpoints", str(tmp_path / "ckpt")],
+                             kind="baseline")
+    assert code == 0
+    report = read_report(tmp_path / "reports" / "tiny" / "report.json")
+    for key in REQUIRED_KEYS:
+        node = report
+        for part in key.split("."):
+            node = node[part]
+    assert report["kind"] == "baseline" and report["weights"] is None and report["epochs"] == 1
+    assert report["metrics"]["test"]["n"] == 10
+    assert "random initialisation" in report["notes"]
+    assert (tmp_path / "reports" / "tiny" / "training_curves.png").exists()
+
+
+def test_experiment_script_missing_data_exits_2(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import cnn_transfer
+
+    assert cnn_transfer.main(["--data", str(tmp_path / "nope.tar.gz")]) == 2
+    assert "FER2013 source not found" in capsys.readouterr().err
