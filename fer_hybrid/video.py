@@ -1,0 +1,280 @@
+"""Frame sources (camera, video file, image file or folder, the bundled sample) and atomic writers.
+
+A source yields :class:`Frame` items: ``index`` (0, 1, ... over decoded frames), ``timestamp`` in seconds
+(video position, time since start for a camera, ``index / fps`` for images) and ``image`` uint8 BGR
+(h, w, 3). Frames that cannot be decoded are skipped and counted in ``source.skipped``.
+Opening a source that cannot work raises :class:`SourceError` with a one-line message.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+SAMPLE = Path(__file__).resolve().parent / "assets" / "sample.mp4"
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
+MAX_CONSECUTIVE_FAILURES = 50
+
+
+class SourceError(OSError):
+    """A frame source cannot be opened (missing file, unreadable video, camera that does not open)."""
+
+
+@dataclasses.dataclass
+class Frame:
+    index: int
+    timestamp: float
+    image: np.ndarray  # uint8 BGR (h, w, 3)
+
+
+class FrameSource:
+    """Base class: iterate to get :class:`Frame` items; ``fps`` is the nominal rate, ``skipped`` counts bad frames."""
+
+    kind = "source"
+    fps: float = 25.0
+    skipped: int = 0
+    description: str = ""
+
+    def __iter__(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+@contextlib.contextmanager
+def quiet_opencv():
+    """Silence OpenCV's own log lines (e.g. V4L/FFmpeg warnings when a camera or file does not open)."""
+    import cv2
+
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is None:
+        yield
+        return
+    old = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        logging.setLogLevel(old)
+
+
+def _to_bgr(img: np.ndarray) -> np.ndarray:
+    import cv2
+
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    if img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    return img
+
+
+class CaptureSource(FrameSource):
+    """cv2.VideoCapture over a camera index or a video file."""
+
+    def __init__(self, target: int | str | Path):
+        import cv2
+
+        self.is_camera = isinstance(target, int)
+        self.kind = "camera" if self.is_camera else "video"
+        self.description = f"camera {target}" if self.is_camera else str(target)
+        self.skipped = 0
+        if not self.is_camera:
+            path = Path(target)
+            if not path.exists():
+                raise SourceError(f"video file not found: {path}")
+            if not path.is_file():
+                raise SourceError(f"not a file: {path}")
+        with quiet_opencv():
+            self.cap = cv2.VideoCapture(target if self.is_camera else str(target))
+        if not self.cap.isOpened():
+            self.cap.release()
+            what = f"camera index {target} does not open (no such device or it is busy)" if self.is_camera \
+                else f"cannot read video {target} (not a video or unsupported codec)"
+            raise SourceError(what)
+        fps = self.cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if fps and 1 <= fps <= 240 else 25.0
+        self.frame_count = 0 if self.is_camera else int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        if not self.is_camera:
+            ok, first = self.cap.read()  # a "video" whose first frame never decodes is not a video
+            if not ok or first is None:
+                self.cap.release()
+                raise SourceError(f"cannot read video {target} (no decodable frame)")
+            self._first = first
+        else:
+            self._first = None
+
+    def __iter__(self) -> Iterator[Frame]:
+        t0 = time.perf_counter()
+        index = failures = 0
+        pos = 0  # frames consumed from the container (decoded or not)
+        pending = self._first
+        self._first = None
+        while True:
+            if pending is not None:
+                ok, img = True, pending
+                pending = None
+            else:
+                ok, img = self.cap.read()
+            pos += 1
+            if not ok or img is None or img.size == 0:
+                if self.is_camera:
+                    failures += 1
+                    if failures > MAX_CONSECUTIVE_FAILURES:
+                        return
+                    self.skipped += 1
+                    continue
+                if pos >= self.frame_count or failures >= MAX_CONSECUTIVE_FAILURES:
+                    return  # end of file (or a run of undecodable frames at the end)
+                failures += 1
+                self.skipped += 1
+                continue
+            failures = 0
+            ts = time.perf_counter() - t0 if self.is_camera else (pos - 1) / self.fps
+            yield Frame(index, round(float(ts), 4), _to_bgr(img))
+            index += 1
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+class ImageSource(FrameSource):
+    """One image file or every image in a folder (sorted by name); unreadable images are skipped."""
+
+    kind = "images"
+
+    def __init__(self, paths: list[Path], description: str, fps: float = 10.0):
+        self.paths = paths
+        self.description = description
+        self.fps = fps
+        self.skipped = 0
+
+    def __iter__(self) -> Iterator[Frame]:
+        import cv2
+
+        index = 0
+        for p in self.paths:
+            img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+            if img is None or img.size == 0:
+                self.skipped += 1
+                continue
+            if img.dtype != np.uint8:
+                img = cv2.convertScaleAbs(img, alpha=255.0 / max(float(img.max()), 1.0))
+            yield Frame(index, round(index / self.fps, 4), _to_bgr(img))
+            index += 1
+
+
+def open_source(spec: str | int | Path, image_fps: float = 10.0) -> FrameSource:
+    """Source from a CLI string: camera index (``"0"``), ``"sample"``, an image file, a folder, or a video."""
+    if isinstance(spec, int) or (isinstance(spec, str) and spec.strip().isdigit() and not Path(spec).exists()):
+        return CaptureSource(int(spec))
+    if isinstance(spec, str) and spec == "sample":
+        if not SAMPLE.exists():
+            raise SourceError(f"the bundled sample clip is missing ({SAMPLE}); reinstall fer-hybrid")
+        return CaptureSource(SAMPLE)
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise SourceError(f"source not found: {path}")
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+        if not files:
+            raise SourceError(f"no images ({', '.join(IMAGE_EXTS)}) in folder {path}")
+        return ImageSource(files, str(path), image_fps)
+    if path.suffix.lower() in IMAGE_EXTS:
+        import cv2
+
+        if cv2.imread(str(path)) is None:
+            raise SourceError(f"cannot read image {path}")
+        return ImageSource([path], str(path), image_fps)
+    return CaptureSource(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Atomic writers: write to a hidden temp file beside the target, rename on successful close
+# ---------------------------------------------------------------------------------------------
+def _publish(tmp: Path, path: Path) -> Path:
+    """Rename ``tmp`` onto ``path`` with the usual umask permissions (mkstemp creates 0600 files)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+    return path
+
+
+def _temp_beside(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+class AtomicVideoWriter:
+    """cv2.VideoWriter (mp4v) into a temp file, renamed to ``path`` on :meth:`close`; :meth:`abort` drops it.
+
+    Frames of another size than ``size`` (w, h) are resized, so image folders of mixed sizes still work.
+    """
+
+    def __init__(self, path: str | Path, fps: float, size: tuple[int, int], fourcc: str = "mp4v"):
+        import cv2
+
+        self.path = Path(path)
+        self.size = (int(size[0]), int(size[1]))
+        self.tmp = _temp_beside(self.path)
+        self.frames = 0
+        self._writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*fourcc), float(fps), self.size)
+        if not self._writer.isOpened():
+            self.tmp.unlink(missing_ok=True)
+            raise OSError(f"cannot open a {fourcc} video writer for {self.path}")
+
+    def write(self, frame: np.ndarray) -> None:
+        import cv2
+
+        if (frame.shape[1], frame.shape[0]) != self.size:
+            frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
+        self._writer.write(frame)
+        self.frames += 1
+
+    def close(self) -> Path:
+        self._writer.release()
+        return _publish(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self._writer.release()
+        self.tmp.unlink(missing_ok=True)
+
+
+class AtomicJsonlWriter:
+    """One JSON object per line into a temp file, renamed to ``path`` on :meth:`close` (fsync first)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.tmp = _temp_beside(self.path)
+        self._f = open(self.tmp, "w", encoding="utf-8")
+        self.lines = 0
+
+    def write(self, record: dict) -> None:
+        self._f.write(json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n")
+        self.lines += 1
+
+    def close(self) -> Path:
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        self._f.close()
+        return _publish(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self._f.close()
+        self.tmp.unlink(missing_ok=True)
