@@ -269,15 +269,35 @@ def write_comparison(root: str | os.PathLike, out_dir: str | os.PathLike | None 
     return rows, paths
 
 
+README_BEGIN = "<!-- compare:begin -->"
+README_END = "<!-- compare:end -->"
+
+
+def update_readme(readme: str | os.PathLike, rows: Sequence[dict]) -> Path:
+    """Replace the block between README_BEGIN and README_END in ``readme`` with the ranking table."""
+    readme = Path(readme)
+    text = readme.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        raise ValueError(f"{readme} has no '{README_BEGIN}' ... '{README_END}' block to update")
+    head, rest = text.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    block = "\n".join([README_BEGIN, "", to_markdown(rows).rstrip("\n"), "", README_END])
+    return _atomic.write_text(readme, head + block + tail)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m fer_hybrid.compare", description=__doc__.split("\n\n")[0])
     ap.add_argument("dir", type=Path, help="folder searched recursively for report.json files")
     ap.add_argument("--out-dir", type=Path, default=None, help="where to write comparison.* (default: DIR)")
     ap.add_argument("--sort", choices=SORT_KEYS, default="test", help="rank by test (default) or val accuracy")
+    ap.add_argument("--readme", type=Path, default=None,
+                    help=f"also replace the table between {README_BEGIN} and {README_END} in this Markdown file")
     args = ap.parse_args(argv)
     try:
         rows, paths = write_comparison(args.dir, args.out_dir, args.sort)
-    except (ReportError, FileNotFoundError) as e:
+        if args.readme:
+            update_readme(args.readme, rows)
+    except (ReportError, FileNotFoundError, ValueError) as e:
         print(f"fer_hybrid.compare: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:

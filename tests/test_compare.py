@@ -138,3 +138,26 @@ def test_main_prints_table(reports_dir, capsys):
     out = capsys.readouterr().out
     assert "| 1 | best |" in out and "comparison.md" in out
     assert (reports_dir / "comparison.csv").exists()
+
+
+def test_update_readme_replaces_only_the_marked_block(tmp_path):
+    from fer_hybrid.compare import README_BEGIN, README_END, update_readme
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{README_BEGIN}\nold table\n{README_END}\noutro\n")
+    rows = [{"rank": 1, "model": "m1", "kind": "cnn", "weights": None, "train": 0.9, "val": 0.8, "delta": 0.1,
+             "test": 0.75, "n": 10, "macro_f1": 0.7, "epochs": 3, "seconds_per_epoch": 1.0, "ms_per_face": 1.0,
+             "params": 10}]
+    update_readme(readme, rows)
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("outro\n")
+    assert "old table" not in text and "| m1 |" in text.replace("**", "")
+
+
+def test_update_readme_without_markers_is_a_clear_error(tmp_path):
+    from fer_hybrid.compare import update_readme
+
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers\n")
+    with pytest.raises(ValueError, match="compare:begin"):
+        update_readme(readme, [])
