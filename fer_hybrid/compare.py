@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 from . import _atomic
 from .evaluate import accuracy_delta
-from .reports import ReportError, _get, find_reports, fmt, read_report
+from .reports import ReportError, _get, find_reports, fmt, pyplot, read_report, save_figure
 
 # Test accuracies reported by the study (5 classes, GPU, ImageNet/VGGFace-pretrained backbones).
 STUDY_REFERENCE: dict[str, float] = {
@@ -199,11 +199,7 @@ def to_csv(rows: Sequence[dict]) -> str:
 
 def save_chart(rows: Sequence[dict], path: str | os.PathLike, sort: str = "test") -> Path:
     """Horizontal bars of test accuracy (best on top) with the study's figures as dashed reference lines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows = [r for r in rows if r.get("test") is not None]
     colors = {"baseline": "#8c8c8c", "cnn": "#1f77b4", "landmarks": "#2ca02c", "hybrid": "#d62728",
               "peer": "#9467bd", "pixels": "#bcbd22"}
@@ -227,10 +223,7 @@ def save_chart(rows: Sequence[dict], path: str | os.PathLike, sort: str = "test"
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title(f"Models ranked by {sort} accuracy", pad=12 + 10 * len(STUDY_REFERENCE), fontsize=10)
     fig.tight_layout()
-    with _atomic.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def _document(rows: Sequence[dict], sort: str) -> str:

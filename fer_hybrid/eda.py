@@ -27,6 +27,7 @@ from . import _atomic
 from .data import SPLITS, DataError, FER2013, duplicate_report, load_fer2013
 from .evaluate import _cpu_model, command_line, git_commit
 from .labels import FER2013_EMOTIONS, STUDY_EMOTIONS
+from .reports import pyplot, save_figure
 
 SPLIT_NAMES = {"train": "train (Training)", "val": "val (PublicTest)", "test": "test (PrivateTest)"}
 
@@ -90,25 +91,13 @@ def duplicate_markdown(dups: dict) -> str:
     return "\n".join(lines)
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(fig, path: Path) -> Path:
-    with _atomic.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    _plt().close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def save_counts_png(table: dict, classes: Sequence[str], path: Path) -> Path:
     """Grouped bars: images per class for each split."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 4))
     width = 0.8 / len(SPLITS)
     pos = np.arange(len(classes))
@@ -124,7 +113,7 @@ def save_counts_png(table: dict, classes: Sequence[str], path: Path) -> Path:
 
 def save_sample_grid(data: FER2013, path: Path, per_class: int = 10, split: str = "train", seed: int = 0) -> Path:
     """One row per class of up to ``per_class`` random faces from ``split`` (fixed ``seed``)."""
-    plt = _plt()
+    plt = pyplot()
     rng = np.random.default_rng(seed)
     part = data.split(split)
     fig, axes = plt.subplots(len(data.classes), per_class, figsize=(per_class * 0.9, len(data.classes) * 1.0),
@@ -157,7 +146,7 @@ def mean_faces(data: FER2013, split: str = "train") -> np.ndarray:
 
 
 def save_mean_faces(data: FER2013, path: Path, split: str = "train") -> Path:
-    plt = _plt()
+    plt = pyplot()
     means = mean_faces(data, split)
     counts = data.counts()[split]
     fig, axes = plt.subplots(1, len(data.classes), figsize=(1.7 * len(data.classes), 2.6), squeeze=False)

@@ -174,34 +174,41 @@ def to_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def save_confusion_png(cm: Sequence[Sequence[int]], classes: Sequence[str], path: str | os.PathLike,
-                       title: str = "") -> Path:
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (safe without a display)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
+    """Save a matplotlib figure as PNG atomically and close it."""
+    with _atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
+    pyplot().close(fig)
+    return Path(path)
+
+
+def save_confusion_png(cm: Sequence[Sequence[int]], classes: Sequence[str], path: str | os.PathLike,
+                       title: str = "") -> Path:
     from sklearn.metrics import ConfusionMatrixDisplay
 
+    plt = pyplot()
     cm = np.asarray(cm)
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ConfusionMatrixDisplay(cm, display_labels=list(classes)).plot(ax=ax, cmap="Blues", colorbar=False,
                                                                  values_format="d")
     ax.set_title(title)
     fig.tight_layout()
-    with _atomic.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def save_history_png(history: dict, path: str | os.PathLike, title: str = "") -> Path:
     """Training curves from a Keras-style history {"loss": [...], "val_loss": [...], "accuracy": [...], ...}."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = pyplot().subplots(1, 2, figsize=(10, 4))
     for ax, key in zip(axes, ("loss", "accuracy")):
         for k in (key, f"val_{key}"):
             if history.get(k):
@@ -211,10 +218,7 @@ def save_history_png(history: dict, path: str | os.PathLike, title: str = "") ->
         ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    with _atomic.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path, dpi=100)
 
 
 def write_report(report: dict, out_dir: str | os.PathLike) -> Path:
