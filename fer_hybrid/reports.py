@@ -140,6 +140,10 @@ def to_markdown(report: dict) -> str:
     for s in ("train", "val", "test"):
         if isinstance(m.get(s), dict):
             lines.append(f"| {s} | {fmt(m[s].get('n'))} | {fmt(m[s].get('accuracy'))} | {fmt(m[s].get('macro_f1'))} |")
+    fp = m.get("test_ferplus")
+    if isinstance(fp, dict):  # experiments/ferplus_crosscheck.py: test split against the FER+ majority label
+        lines.append(f"| test, FER+ majority labels ({fmt((fp.get('excluded') or {}).get('total'))} excluded) | "
+                     f"{fmt(fp.get('n'))} | {fmt(fp.get('accuracy'))} | {fmt(fp.get('macro_f1'))} |")
     lines += ["", f"- train − val accuracy: {fmt(report.get('delta_train_val'))}",
               f"- seconds per epoch: {fmt(report['seconds_per_epoch'], 1)}",
               f"- batch-1 inference: {fmt(report['ms_per_face'], 2)} ms per face",

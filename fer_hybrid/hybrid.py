@@ -1,0 +1,399 @@
+"""The ``hybrid`` model: a CNN (or an ensemble of CNNs) fused with the landmark ensemble.
+
+Pieces (fusion math lives in :mod:`fer_hybrid.fusion`):
+
+- :class:`CNNEnsemblePredictor`: one or more ``.keras`` CNNs averaged, optionally over the mirrored face
+  (flip TTA). ``predict(faces) -> (proba (n, k), embedding (n, d))``; the embedding is each member's
+  penultimate activation (:func:`embedding_layer_name`: the layer named ``head_relu`` for ``vggbn``, else
+  the layer feeding ``predictions``, else the one before the last layer), concatenated over members.
+- :class:`HybridPredictor`: the registry predictor. ``predict_proba(faces) -> float32 (n, 5)``; rows
+  whose face has no landmarks fall back to the CNN alone and are flagged in ``last_fallback`` (bool (n,)).
+  ``predict_frame(frame, boxes)`` / ``predict_proba_frame`` hand the landmarks to the landmark predictor's
+  frame API and expose the points (``last_landmarks``, frame pixels) for the realtime overlay.
+
+Saved as a JSON descriptor (``models/hybrid/hybrid.json``) naming the CNN file(s) and the landmark model
+*relative to the models folder*, the fusion parameters and, for a learned head, a joblib file beside it:
+
+>>> p = load_predictor("hybrid")                    # or load_hybrid_predictor(Path("models/hybrid/hybrid.json"))
+>>> p.predict_proba(faces), p.last_fallback
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import _atomic
+from . import fusion as fz
+from .evaluate import file_sha256
+from .labels import STUDY_EMOTIONS
+from .predictors import ArtifactError, load_keras_model, to_gray_faces
+
+FORMAT = "fer_hybrid.hybrid"
+ENSEMBLE_FORMAT = "fer_hybrid.cnn_ensemble"
+FORMAT_VERSION = 1
+EMBEDDING_LAYER = "head_relu"
+SIZE = 48
+
+
+# ---------------------------------------------------------------------------------------------
+# CNN side
+# ---------------------------------------------------------------------------------------------
+def embedding_layer_name(model, preferred: str = EMBEDDING_LAYER) -> str:
+    """Name of the penultimate feature layer: ``preferred`` if present, else the layer feeding
+    ``predictions``, else the layer before the output layer."""
+    names = [layer.name for layer in model.layers]
+    if preferred in names:
+        return preferred
+    if "predictions" in names:
+        inbound = model.get_layer("predictions")._inbound_nodes[0].input_tensors
+        return inbound[0]._keras_history[0].name
+    if len(names) < 2:
+        raise ValueError(f"model {model.name!r} has no layer before its output")
+    return names[-2]
+
+
+class _Member:
+    """One Keras CNN compiled to a tf.function returning (softmax (n, k), embedding (n, d))."""
+
+    def __init__(self, model, layer: str | None = None):
+        import keras
+        import tensorflow as tf
+
+        self.model = model
+        self.layer = layer or embedding_layer_name(model)
+        emb = model.get_layer(self.layer).output
+        two = keras.Model(model.inputs, [model.outputs[0], keras.layers.Flatten()(emb) if len(emb.shape) > 2 else emb])
+        _, h, w, c = model.input_shape
+        self.input_hw = (int(h), int(w))
+        self._fn = tf.function(lambda x: two(x, training=False), reduce_retracing=True,
+                               input_signature=[tf.TensorSpec([None, h, w, c], tf.float32)])
+        self.embedding_dim = int(two.outputs[1].shape[-1])
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        p, e = self._fn(x.astype(np.float32))
+        return np.asarray(p, np.float64), np.asarray(e, np.float64)
+
+
+class CNNEnsemblePredictor:
+    """Average of CNNs (each: float32 (n, 48, 48, 1) gray 0..255 -> softmax (n, k)), optional flip TTA.
+
+    ``models``: Keras models; ``files``: their paths (recorded on save); ``flip_tta``: also average the
+    prediction of the horizontally mirrored face; ``embedding_layer``: preferred embedding layer name.
+    """
+
+    def __init__(self, models: Sequence, name: str = "cnn-ensemble", flip_tta: bool = False,
+                 files: Sequence[str | Path] | None = None, embedding_layer: str = EMBEDDING_LAYER,
+                 classes: Sequence[str] = STUDY_EMOTIONS, batch_size: int = 256):
+        if not models:
+            raise ValueError("a CNN ensemble needs at least one model")
+        self.members = [_Member(m, embedding_layer if embedding_layer in [l.name for l in m.layers] else None)
+                        for m in models]
+        self.name = name
+        self.flip_tta = bool(flip_tta)
+        self.files = [Path(f) for f in files] if files is not None else None
+        self.classes = tuple(classes)
+        self.batch_size = batch_size
+        self.embedding_dim = sum(m.embedding_dim for m in self.members)
+
+    @classmethod
+    def from_files(cls, files: Sequence[str | Path], **kwargs) -> "CNNEnsemblePredictor":
+        files = [Path(f) for f in files]
+        missing = [str(f) for f in files if not f.exists()]
+        if missing:
+            raise FileNotFoundError(f"CNN model file(s) not found: {', '.join(missing)}")
+        return cls([load_keras_model(f) for f in files], files=files, **kwargs)
+
+    def predict(self, faces) -> tuple[np.ndarray, np.ndarray]:
+        """(float64 (n, k) averaged probabilities, float64 (n, d) concatenated member embeddings)."""
+        x = to_gray_faces(faces, SIZE)
+        n = len(x)
+        if n == 0:
+            return np.zeros((0, len(self.classes))), np.zeros((0, self.embedding_dim))
+        views = [x, x[:, :, ::-1]] if self.flip_tta else [x]
+        probas, embs = [], []
+        for s in range(0, n, self.batch_size):
+            chunk = [v[s:s + self.batch_size] for v in views]
+            p_sum, e_parts = 0.0, []
+            for m in self.members:
+                e_sum = 0.0
+                for v in chunk:
+                    xv = v if v.shape[1:] == m.input_hw else to_gray_faces(v, m.input_hw)
+                    p, e = m(xv[..., None])
+                    p_sum, e_sum = p_sum + p, e_sum + e
+                e_parts.append(e_sum / len(chunk))
+            probas.append(p_sum / (len(self.members) * len(chunk)))
+            embs.append(np.concatenate(e_parts, axis=1))
+        return np.concatenate(probas), np.concatenate(embs)
+
+    def predict_proba(self, faces) -> np.ndarray:
+        return self.predict(faces)[0].astype(np.float32)
+
+    def embed(self, faces) -> np.ndarray:
+        return self.predict(faces)[1]
+
+    def count_params(self) -> int:
+        return int(sum(m.model.count_params() for m in self.members))
+
+    def config(self, models_root: Path, folder: Path) -> dict:
+        if self.files is None:
+            raise ValueError("this CNN ensemble was built from in-memory models; build it with from_files to save it")
+        return {"files": [_relative(f, models_root) for f in self.files],
+                "sha256": [file_sha256(f) for f in self.files], "flip_tta": self.flip_tta,
+                "embedding_layers": [m.layer for m in self.members]}
+
+
+def _relative(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` (posix) when inside it, else absolute."""
+    try:
+        return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return Path(path).resolve().as_posix()
+
+
+def _resolve(rel: str, root: Path) -> Path:
+    p = Path(rel)
+    return p if p.is_absolute() else root / p
+
+
+def _read_descriptor(path: Path, fmt: str) -> dict:
+    try:
+        desc = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ArtifactError(f"{path}: no such descriptor") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ArtifactError(f"{path}: not a readable descriptor ({e})") from None
+    if not isinstance(desc, dict) or desc.get("format") != fmt or desc.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{path}: not a {fmt} v{FORMAT_VERSION} descriptor")
+    return desc
+
+
+def _models_root(path: Path, desc: dict) -> Path:
+    return (Path(path).parent / desc.get("models_root", "..")).resolve()
+
+
+def _load_cnns(desc_cnn: dict, root: Path, path: Path, name: str, verify: bool = True) -> CNNEnsemblePredictor:
+    files = [_resolve(f, root) for f in desc_cnn["files"]]
+    for f, sha in zip(files, desc_cnn.get("sha256") or [None] * len(files)):
+        if not f.exists():
+            raise ArtifactError(f"{path}: CNN file {f} is missing")
+        if verify and sha and file_sha256(f) != sha:
+            raise ArtifactError(f"{path}: CNN file {f.name} does not match its recorded sha256 (retrained or damaged); "
+                                "re-run the command that made this descriptor")
+    layers = desc_cnn.get("embedding_layers") or [EMBEDDING_LAYER] * len(files)
+    models = [load_keras_model(f) for f in files]
+    cnn = CNNEnsemblePredictor(models, name=name, flip_tta=bool(desc_cnn.get("flip_tta")), files=files)
+    for m, layer in zip(cnn.members, layers):
+        if m.layer != layer:
+            raise ArtifactError(f"{path}: embedding layer {layer!r} recorded, found {m.layer!r}")
+    return cnn
+
+
+def save_cnn_ensemble(cnn: CNNEnsemblePredictor, path: str | Path, models_root: str | Path | None = None,
+                      extra: dict | None = None) -> Path:
+    """Write the ensemble's JSON descriptor (CNN files relative to ``models_root``, default: the parent of
+    the descriptor's folder). Returns ``path``."""
+    path = Path(path)
+    root = Path(models_root) if models_root is not None else path.parent.parent
+    desc = {"format": ENSEMBLE_FORMAT, "format_version": FORMAT_VERSION, "classes": list(cnn.classes),
+            "models_root": os.path.relpath(root.resolve(), path.parent.resolve()),
+            "cnn": cnn.config(root, path.parent), **(extra or {})}
+    _atomic.write_text(path, json.dumps(desc, indent=2) + "\n")
+    return path
+
+
+def load_cnn_ensemble_predictor(path: Path, name: str = "cnn-ensemble") -> CNNEnsemblePredictor:
+    """Loader (registry signature) for a descriptor written by :func:`save_cnn_ensemble`."""
+    path = Path(path)
+    desc = _read_descriptor(path, ENSEMBLE_FORMAT)
+    return _load_cnns(desc["cnn"], _models_root(path, desc), path, name)
+
+
+# ---------------------------------------------------------------------------------------------
+# Landmark side
+# ---------------------------------------------------------------------------------------------
+def landmark_features(landmarks, points: np.ndarray) -> np.ndarray:
+    """float64 (n, f) geometric features of points (n, 68, 2) with the landmark model's own transformer."""
+    ens = getattr(landmarks, "ensemble", landmarks)
+    return np.asarray(ens.features.transform(np.asarray(points, np.float64)), np.float64)
+
+
+def _landmark_outputs(landmarks, x48: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(float64 (n, k) landmark probabilities, points (n, 68, 2) or None) for 48x48 gray faces."""
+    if hasattr(landmarks, "predict"):
+        p, pts = landmarks.predict(x48)
+        return np.asarray(p, np.float64), np.asarray(pts, np.float64)
+    return np.asarray(landmarks.predict_proba(x48), np.float64), None
+
+
+# ---------------------------------------------------------------------------------------------
+# The hybrid predictor
+# ---------------------------------------------------------------------------------------------
+class HybridPredictor:
+    """CNN(s) + landmark ensemble + a fitted fuser (:mod:`fer_hybrid.fusion`).
+
+    ``cnn``: :class:`CNNEnsemblePredictor`; ``landmarks``: a landmark predictor with ``predict(faces) ->
+    (proba (n, k), points (n, 68, 2))`` (e.g. :class:`fer_hybrid.landmarks.predictor.LandmarkPredictor`);
+    ``fuser``: fitted LateFusion / StackingFusion / FeatureFusion. After each call ``last_fallback`` (bool
+    (n,)) marks rows answered by the CNN alone (no landmarks) and ``last_timings`` is {"landmarks": s,
+    "classification": s}; the frame API also sets ``last_landmarks`` (float32 (k, 68, 2), frame pixels).
+    """
+
+    def __init__(self, cnn: CNNEnsemblePredictor, landmarks, fuser, name: str = "hybrid",
+                 crop_margin: float = 0.1, landmark_model: str | Path | None = None):
+        self.cnn = cnn
+        self.landmarks = landmarks
+        self.fuser = fuser
+        self.name = name
+        self.classes = tuple(cnn.classes)
+        self.crop_margin = crop_margin
+        self.landmark_model = landmark_model
+        self.last_fallback = np.zeros(0, bool)
+        self.last_landmarks: np.ndarray | None = None
+        self.last_timings = {"landmarks": 0.0, "classification": 0.0}
+
+    @property
+    def needs_embedding(self) -> bool:
+        return "cnn_embedding" in self.fuser.inputs
+
+    def fuse(self, cnn_proba: np.ndarray, cnn_embedding: np.ndarray | None, lm_proba: np.ndarray,
+             points: np.ndarray | None) -> np.ndarray:
+        """float32 (n, k) fused probabilities from precomputed parts; sets ``last_fallback``."""
+        inputs = {"cnn_proba": cnn_proba, "lm_proba": lm_proba, "cnn_embedding": cnn_embedding}
+        if "lm_features" in self.fuser.inputs:
+            if points is None:
+                raise ValueError("feature fusion needs landmark points; the landmark predictor gave none")
+            inputs["lm_features"] = landmark_features(self.landmarks, points)
+        proba, self.last_fallback = fz.with_fallback(self.fuser.predict_proba(inputs), cnn_proba)
+        return proba
+
+    def _run(self, x48: np.ndarray, lm: tuple[np.ndarray, np.ndarray | None] | None = None) -> np.ndarray:
+        t0 = time.perf_counter()
+        lm_proba, points = lm if lm is not None else _landmark_outputs(self.landmarks, x48)
+        t1 = time.perf_counter()
+        cnn_proba, emb = self.cnn.predict(x48)
+        proba = self.fuse(cnn_proba, emb, lm_proba, points)
+        self.last_timings = {"landmarks": t1 - t0, "classification": time.perf_counter() - t1}
+        return proba
+
+    def predict_proba(self, faces) -> np.ndarray:
+        """float32 (n, 5); rows without landmarks are the CNN's own (see ``last_fallback``)."""
+        x = to_gray_faces(faces, SIZE)
+        if len(x) == 0:
+            self.last_fallback, self.last_landmarks = np.zeros(0, bool), np.zeros((0, 68, 2), np.float32)
+            return np.zeros((0, len(self.classes)), np.float32)
+        proba = self._run(x)
+        return proba
+
+    def _crops(self, frame: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
+        """Gray crops for the CNN: boxes grown by ``crop_margin`` per side (as the realtime runner crops)."""
+        from .landmarks.detect import to_gray
+
+        gray = to_gray(np.asarray(frame))
+        h, w = gray.shape[:2]
+        crops = []
+        for x0, y0, x1, y1 in np.asarray(boxes, np.float64).reshape(-1, 4):
+            mx, my = self.crop_margin * (x1 - x0), self.crop_margin * (y1 - y0)
+            a0, b0 = int(max(0, x0 - mx)), int(max(0, y0 - my))
+            a1, b1 = int(min(w, x1 + mx + 1)), int(min(h, y1 + my + 1))
+            crop = gray[b0:b1, a0:a1]
+            crops.append(crop if crop.size else np.zeros((SIZE, SIZE), np.uint8))
+        return crops
+
+    def predict_frame(self, frame: np.ndarray, boxes) -> tuple[np.ndarray, np.ndarray]:
+        """(float32 (k, 5) probabilities, float32 (k, 68, 2) landmarks in frame pixels) for boxes int (k, 4)."""
+        boxes = np.asarray(boxes).reshape(-1, 4)
+        if len(boxes) == 0:
+            self.last_fallback, self.last_landmarks = np.zeros(0, bool), np.zeros((0, 68, 2), np.float32)
+            return np.zeros((0, len(self.classes)), np.float32), self.last_landmarks
+        x = to_gray_faces(self._crops(frame, boxes), SIZE)
+        if hasattr(self.landmarks, "predict_frame"):
+            t0 = time.perf_counter()
+            lm_proba, points = self.landmarks.predict_frame(frame, boxes)
+            lm = (np.asarray(lm_proba, np.float64), np.asarray(points, np.float64))
+            t_lm = time.perf_counter() - t0
+            proba = self._run(x, lm)
+            self.last_timings["landmarks"] = t_lm
+        else:
+            proba = self._run(x)
+            points = np.full((len(boxes), 68, 2), np.nan, np.float32)
+        self.last_landmarks = np.asarray(points, np.float32)
+        return proba, self.last_landmarks
+
+    def predict_proba_frame(self, frame: np.ndarray, boxes) -> np.ndarray:
+        return self.predict_frame(frame, boxes)[0]
+
+    def count_params(self) -> int:
+        return self.cnn.count_params()
+
+    # -- persistence ------------------------------------------------------------------------
+    def save(self, path: str | Path, models_root: str | Path | None = None, extra: dict | None = None) -> Path:
+        """Write the descriptor ``path`` (+ ``<stem>-fusion.joblib`` for a learned head) atomically.
+
+        CNN file(s) and ``landmark_model`` are recorded relative to ``models_root`` (default: the parent of
+        the descriptor's folder, i.e. ``models/`` for ``models/hybrid/hybrid.json``)."""
+        import joblib
+
+        path = Path(path)
+        root = Path(models_root) if models_root is not None else path.parent.parent
+        if self.landmark_model is None:
+            raise ValueError("set landmark_model (the landmark ensemble.json path) before saving")
+        fusion = self.fuser.get_config()
+        model = getattr(self.fuser, "model_", None)
+        if model is not None:
+            head = path.with_name(f"{path.stem}-fusion.joblib")
+            with _atomic.atomic_path(head) as tmp:
+                joblib.dump(model, tmp, compress=3)
+            fusion.update(file=head.name, sha256=file_sha256(head))
+        lm_path = Path(self.landmark_model)
+        desc = {"format": FORMAT, "format_version": FORMAT_VERSION, "classes": list(self.classes),
+                "models_root": os.path.relpath(root.resolve(), path.parent.resolve()),
+                "cnn": self.cnn.config(root, path.parent),
+                "landmarks": {"file": _relative(lm_path, root),
+                              "sha256": file_sha256(lm_path) if lm_path.exists() else None},
+                "fusion": fusion, "crop_margin": self.crop_margin, **(extra or {})}
+        _atomic.write_text(path, json.dumps(desc, indent=2) + "\n")
+        return path
+
+
+def load_hybrid_predictor(path: Path, name: str = "hybrid", verify: bool = True) -> HybridPredictor:
+    """Registry loader for ``hybrid.json``; ArtifactError naming the problem (missing CNN/landmark file,
+    sha256 mismatch, damaged head)."""
+    import joblib
+
+    from .landmarks.predictor import load_landmark_predictor
+
+    path = Path(path)
+    desc = _read_descriptor(path, FORMAT)
+    root = _models_root(path, desc)
+    lm_path = _resolve(desc["landmarks"]["file"], root)
+    if not lm_path.exists():
+        raise ArtifactError(f"{path}: landmark model {lm_path} is missing; train it with `python experiments/landmarks.py`")
+    sha = desc["landmarks"].get("sha256")
+    if verify and sha and file_sha256(lm_path) != sha:
+        raise ArtifactError(f"{path}: landmark model {lm_path.name} changed since the hybrid was fitted; "
+                            "re-run `python experiments/hybrid.py`")
+    landmarks = load_landmark_predictor(lm_path, "landmarks")
+    cnn = _load_cnns(desc["cnn"], root, path, name)
+    fusion = desc["fusion"]
+    model = None
+    if fusion.get("file"):
+        f = path.parent / fusion["file"]
+        if not f.exists():
+            raise ArtifactError(f"{path}: fusion head {f.name} is missing")
+        if verify and fusion.get("sha256") and file_sha256(f) != fusion["sha256"]:
+            raise ArtifactError(f"{path}: fusion head {f.name} does not match its sha256 (damaged or replaced)")
+        try:
+            model = joblib.load(f)
+        except Exception as e:  # joblib/pickle raise many types for damaged files
+            raise ArtifactError(f"{path}: cannot load fusion head {f.name}: {type(e).__name__}: {e}") from None
+    try:
+        fuser = fz.from_config(fusion, model)
+    except (KeyError, ValueError) as e:
+        raise ArtifactError(f"{path}: bad fusion section ({e})") from None
+    return HybridPredictor(cnn, landmarks, fuser, name=name, crop_margin=float(desc.get("crop_margin", 0.1)),
+                           landmark_model=lm_path)
