@@ -146,6 +146,8 @@ def _split_of(rel: str) -> str | None:
             return "val"
         if fname.startswith("PrivateTest_"):
             return "test"
+        if Path(fname).suffix.lower() not in IMAGE_SUFFIXES:
+            return "test"  # not an image (notes.txt, Thumbs.db): fails to decode -> raise/skip like junk in train/
         raise DataError(f"cannot tell PublicTest from PrivateTest for {rel}: test/ files must start with "
                         "'PublicTest_' or 'PrivateTest_' (the Kaggle msambare/fer2013 naming)")
     return None
@@ -164,7 +166,7 @@ def _iter_tar(path: Path) -> Iterator[tuple[str, bytes]]:
                     f = tar.extractfile(member)
                     yield member.name, f.read() if f else b""
     except (tarfile.TarError, EOFError, OSError) as e:
-        raise DataError(f"cannot read archive {path}: {e}") from e
+        raise DataError(f"cannot read archive {path}: {' '.join(str(e).split())}") from e
 
 
 def _decode_folder_layout(entries: Iterable[tuple[str, bytes]], source: Path, on_error: str) -> dict:
@@ -195,8 +197,15 @@ def _decode_folder_layout(entries: Iterable[tuple[str, bytes]], source: Path, on
 
 
 def _decode_csv(path: Path, on_error: str) -> dict:
+    try:
+        return _decode_csv_rows(path, on_error)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{path} is not fer2013.csv: not a readable text CSV ({e})") from None
+
+
+def _decode_csv_rows(path: Path, on_error: str) -> dict:
     xs, ys, splits, keys, bad = [], [], [], [], []
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         missing = {"emotion", "pixels", "Usage"} - set(reader.fieldnames or [])
         if missing:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import zipfile
 from pathlib import Path
 from typing import Callable, Protocol, Sequence, runtime_checkable
 
@@ -114,13 +115,16 @@ def to_gray_faces(faces, size: int | tuple[int, int] = 48) -> np.ndarray:
         f = np.asarray(f)
         if f.ndim == 3 and f.shape[2] == 1:
             f = f[..., 0]
+        if f.size == 0 or not (f.ndim == 2 or (f.ndim == 3 and f.shape[2] in (3, 4))):
+            raise ValueError(f"face {i} has shape {f.shape}; expected (h, w) gray or (h, w, 3) BGR")
+        if f.dtype != np.uint8:
+            if not np.all(np.isfinite(f)):
+                raise ValueError(f"face {i} has non-finite pixel values")
+            # 16-bit images (0..65535) are scaled to 0..255 like cv2.imread(..., IMREAD_GRAYSCALE); others clipped
+            f = cv2.convertScaleAbs(f, alpha=1 / 256) if f.dtype == np.uint16 else np.clip(f, 0, 255).astype(np.uint8)
         if f.ndim == 3:
             code = cv2.COLOR_BGRA2GRAY if f.shape[2] == 4 else cv2.COLOR_BGR2GRAY
             f = cv2.cvtColor(f, code)
-        if f.ndim != 2 or f.size == 0:
-            raise ValueError(f"face {i} has shape {f.shape}; expected (h, w) gray or (h, w, 3) BGR")
-        if f.dtype != np.uint8:
-            f = np.clip(f, 0, 255).astype(np.uint8)
         out[i] = f if f.shape == hw else cv2.resize(f, hw[::-1], interpolation=cv2.INTER_AREA)
     return out
 
@@ -161,6 +165,8 @@ def load_keras_model(path: str | Path):
 
     from . import cnn  # noqa: F401  registers fer_hybrid's serializable layers
 
+    if Path(path).suffix == ".keras" and not zipfile.is_zipfile(path):  # Keras would say "File not found"
+        raise ArtifactError(f"cannot load model file {path}: not a valid .keras (zip) file; truncated or corrupt?")
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as e:  # keras raises many types for a damaged zip/h5

@@ -130,6 +130,13 @@ class RealtimeRunner:
         self.timings = {"detection": 0.0, "landmarks": 0.0, "classification": 0.0}
         self.last_timings = dict(self.timings)
 
+    def reset(self) -> None:
+        """Forget all face tracks and their smoothing state (call between two unrelated sources)."""
+        from .tracking import FaceTracker
+
+        t = self.tracker
+        self.tracker = FaceTracker(t.detect_every, t.detect_width, t.smoothing, t.upsample, t.match_iou)
+
     def _predict(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, dict]:
         from .landmarks.detect import to_gray
 
@@ -166,7 +173,14 @@ class RealtimeRunner:
         return proba, pts, t
 
     def process(self, image: np.ndarray) -> list[FaceResult]:
-        """Faces of one BGR frame (h, w, 3), with probabilities and smoothed probabilities."""
+        """Faces of one BGR frame (h, w, 3), with probabilities and smoothed probabilities.
+
+        ValueError for a frame that is not a non-empty uint8 gray (h, w) / BGR (h, w, 3) / BGRA image.
+        """
+        image = np.asarray(image)
+        if image.dtype != np.uint8 or image.size == 0 or not (
+                image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4))):
+            raise ValueError(f"expected a non-empty uint8 gray or BGR frame, got {image.dtype} {image.shape}")
         t0 = time.perf_counter()
         tracks = list(self.tracker.step(image))
         timings = {"detection": time.perf_counter() - t0, "landmarks": 0.0, "classification": 0.0}
@@ -406,6 +420,7 @@ def run(args) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg quiet: a bad video gives our one-line error only
     args = build_parser().parse_args(argv)
     try:
         run(args)
