@@ -76,6 +76,7 @@ class FaceResult:
     smoothed: np.ndarray            # float (5,), NaN when proba is NaN
     detected: bool                  # box from the detector (False: from the tracker)
     landmarks: np.ndarray | None = None  # float (68, 2) frame pixels
+    fallback: str | None = None     # e.g. "cnn": the hybrid had no landmarks and answered with its CNN alone
 
     def label(self, classes: Sequence[str]) -> str | None:
         return classes[int(np.argmax(self.proba))] if np.all(np.isfinite(self.proba)) else None
@@ -91,6 +92,8 @@ class FaceResult:
                "probabilities": probs, "label": self.label(classes),
                "smoothed_probabilities": smoothed, "smoothed_label": self.smoothed_label(classes),
                "no_landmarks": not ok}
+        if self.fallback:
+            out["fallback"] = self.fallback
         if self.landmarks is not None:
             ok_pts = bool(np.all(np.isfinite(self.landmarks)))
             out["landmarks"] = np.round(self.landmarks, 1).tolist() if ok_pts else None
@@ -191,8 +194,12 @@ class RealtimeRunner:
         proba, pts, t = self._predict(image, boxes)
         timings.update(t)
         self._add(timings)
+        fell_back = getattr(self.predictor, "last_fallback", None)  # hybrid: rows answered by the CNN alone
+        if fell_back is None or len(fell_back) != len(tracks):
+            fell_back = [False] * len(tracks)
         return [FaceResult(tr.id, boxes[i], proba[i], tr.smoother.update(proba[i]), tr.detected,
-                           None if pts is None else pts[i]) for i, tr in enumerate(tracks)]
+                           None if pts is None else pts[i], "cnn" if fell_back[i] else None)
+                for i, tr in enumerate(tracks)]
 
     def _add(self, timings: dict) -> None:
         self.last_timings = timings

@@ -157,6 +157,20 @@ def test_nan_rows_give_null_label_and_flag():
     realtime.annotate(img, [face], STUDY_EMOTIONS, draw_landmarks=True)  # draws "no landmarks", no crash
 
 
+def test_hybrid_fallback_is_recorded_in_jsonl():
+    class FallsBack:  # a hybrid that answered every face with its CNN alone
+        classes = STUDY_EMOTIONS
+
+        def predict_proba(self, faces):
+            self.last_fallback = np.ones(len(faces), bool)
+            return np.full((len(faces), 5), 0.2)
+
+    runner = realtime.RealtimeRunner(FallsBack(), detect_every=1)
+    (face,) = runner.process(face_frames(1)[0])
+    rec = face.to_json(STUDY_EMOTIONS)
+    assert rec["fallback"] == "cnn" and rec["label"] in STUDY_EMOTIONS
+
+
 def test_crop_landmarks_are_mapped_to_frame():
     class WithLandmarks:
         classes = STUDY_EMOTIONS
