@@ -161,12 +161,7 @@ def _resolve(rel: str, root: Path) -> Path:
 
 
 def _read_descriptor(path: Path, fmt: str) -> dict:
-    try:
-        desc = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ArtifactError(f"{path}: no such descriptor") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ArtifactError(f"{path}: not a readable descriptor ({e})") from None
+    desc = _atomic.read_json(path, ArtifactError, "descriptor")
     if not isinstance(desc, dict) or desc.get("format") != fmt or desc.get("format_version") != FORMAT_VERSION:
         raise ArtifactError(f"{path}: not a {fmt} v{FORMAT_VERSION} descriptor")
     return desc

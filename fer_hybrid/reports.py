@@ -247,14 +247,7 @@ def write_report(report: dict, out_dir: str | os.PathLike) -> Path:
 
 def read_report(path: str | os.PathLike) -> dict:
     """Load and validate one report JSON; ReportError with the file name on any problem."""
-    path = Path(path)
-    try:
-        report = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ReportError(f"{path}: no such report file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ReportError(f"{path}: not readable JSON ({e})") from None
-    return validate(report, str(path))
+    return validate(_atomic.read_json(path, ReportError, "report file"), str(path))
 
 
 def report_predictor(predictor, data, out_dir: str | os.PathLike, *, kind: str, weights: str | None,
