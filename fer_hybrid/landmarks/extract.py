@@ -1,0 +1,209 @@
+"""68-point landmarks for many small face images, in parallel, cached per dataset.
+
+Two methods (:data:`METHODS`), both on the image upscaled ``upscale`` times (dlib's models expect
+faces larger than 48 px):
+
+- ``"fixed"``: the whole (upscaled) image is the face box. FER2013 crops are pre-registered, so this
+  gives landmarks for every image.
+- ``"hog"``: dlib's HOG detector finds the face first (largest box); images without a detection get
+  NaN landmarks.
+
+Points are float32 (n, 68, 2) as (x, y) in the *input* image's pixel coordinates (upscaling undone).
+
+>>> pts = landmarks_batch(x48)                            # (n, 68, 2), one process
+>>> ext = extract_fer2013("fer2013_images.tar.gz")        # all 35,887 images, cached .npz
+>>> ext.points_for(data.test.keys)                        # (n_test, 68, 2) by image key
+"""
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing as mp
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .. import _atomic
+from ..data import cache_dir, load_fer2013
+from ..labels import FER2013_EMOTIONS
+from . import detect
+
+METHODS = ("fixed", "hog")
+UPSCALE = 4
+CACHE_VERSION = 1
+
+
+def _check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"unknown landmark method {method!r}; valid: {', '.join(METHODS)}")
+
+
+def upscale_image(image: np.ndarray, upscale: int = UPSCALE) -> np.ndarray:
+    """uint8 gray (h*upscale, w*upscale) via bicubic interpolation (gray/BGR input)."""
+    import cv2
+
+    gray = detect.to_gray(image)
+    if upscale == 1:
+        return gray
+    h, w = gray.shape
+    return cv2.resize(gray, (w * upscale, h * upscale), interpolation=cv2.INTER_CUBIC)
+
+
+def landmarks_one(image: np.ndarray, method: str = "fixed", upscale: int = UPSCALE) -> np.ndarray:
+    """float32 (68, 2) landmarks of one face image in its own pixel coordinates; NaN if none found.
+
+    Pixel centres are aligned: a point at upscaled pixel ``u`` maps to ``(u + 0.5) / upscale - 0.5``.
+    """
+    _check_method(method)
+    big = upscale_image(image, upscale)
+    if method == "fixed":
+        box = detect.full_image_box(big.shape)
+    else:
+        boxes = detect.detect_faces(big)
+        if len(boxes) == 0:
+            return np.full((68, 2), np.nan, np.float32)
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        box = boxes[[int(np.argmax(areas))]]
+    pts = detect.landmarks(big, box)[0]
+    return ((pts + 0.5) / upscale - 0.5).astype(np.float32)
+
+
+def landmarks_batch(images: Sequence[np.ndarray], method: str = "fixed", upscale: int = UPSCALE) -> np.ndarray:
+    """float32 (n, 68, 2) for a sequence of face images, in this process."""
+    _check_method(method)
+    out = np.empty((len(images), 68, 2), np.float32)
+    for i, img in enumerate(images):
+        out[i] = landmarks_one(img, method, upscale)
+    return out
+
+
+def _work(args) -> np.ndarray:
+    images, method, upscale = args
+    return landmarks_batch(images, method, upscale)
+
+
+def _warm() -> None:
+    """Pool initializer: load dlib's models once per worker, before the clock-relevant work."""
+    detect._shape_predictor()
+    detect._hog()
+
+
+def extract(images: np.ndarray, method: str = "fixed", upscale: int = UPSCALE, n_jobs: int = 2,
+            chunk: int = 256, progress: bool = True) -> np.ndarray:
+    """float32 (n, 68, 2) landmarks of uint8 images (n, h, w) using ``n_jobs`` processes (fork).
+
+    ``n_jobs <= 0`` means all cores. A tqdm bar counts images.
+    """
+    from tqdm.auto import tqdm
+
+    _check_method(method)
+    images = np.asarray(images)
+    n = len(images)
+    if n_jobs <= 0:
+        n_jobs = os.cpu_count() or 1
+    starts = range(0, n, chunk)
+    tasks = [(images[s:s + chunk], method, upscale) for s in starts]
+    out = np.empty((n, 68, 2), np.float32)
+    bar = tqdm(total=n, unit="face", desc=f"landmarks ({method})", disable=not progress)
+    try:
+        if n_jobs == 1 or len(tasks) <= 1:
+            results = map(_work, tasks)
+            pool = None
+        else:
+            ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+            pool = ctx.Pool(n_jobs, initializer=_warm)
+            results = pool.imap(_work, tasks)
+        for s, pts in zip(starts, results):
+            out[s:s + len(pts)] = pts
+            bar.update(len(pts))
+        if pool is not None:
+            pool.close()
+            pool.join()
+    finally:
+        bar.close()
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Whole-dataset extraction with an .npz cache
+# --------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Extraction:
+    """Landmarks of every image of a FER2013 source.
+
+    ``keys`` (N,) image keys (as in :class:`fer_hybrid.data.Split`); ``points`` float32 (N, 68, 2)
+    with NaN where no face was found; ``seconds`` wall time of the (original, uncached) extraction
+    on ``n_jobs`` processes; ``from_cache`` whether this object was read from the cache.
+    """
+
+    keys: np.ndarray
+    points: np.ndarray
+    method: str
+    upscale: int
+    seconds: float
+    n_jobs: int
+    sha256: str
+    from_cache: bool = False
+
+    @property
+    def faces_per_second(self) -> float:
+        return len(self.keys) / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def failed(self) -> np.ndarray:
+        """bool (N,): images without landmarks."""
+        return ~np.isfinite(self.points).all(axis=(1, 2))
+
+    def points_for(self, keys: Sequence[str]) -> np.ndarray:
+        """float32 (n, 68, 2) for the given image keys; KeyError naming the first unknown key."""
+        index = {k: i for i, k in enumerate(self.keys.tolist())}
+        try:
+            rows = np.array([index[k] for k in np.asarray(keys).tolist()], dtype=np.int64)
+        except KeyError as e:
+            raise KeyError(f"image {e.args[0]!r} is not in this landmark extraction") from None
+        return self.points[rows]
+
+
+def cache_file(sha256: str, method: str, upscale: int = UPSCALE) -> Path:
+    return cache_dir() / f"landmarks-v{CACHE_VERSION}-{method}-x{upscale}-{sha256[:24]}.npz"
+
+
+def extract_fer2013(source, method: str = "fixed", upscale: int = UPSCALE, n_jobs: int = 2,
+                    use_cache: bool = True, progress: bool = True) -> Extraction:
+    """Landmarks for all seven classes of a FER2013 source, cached by (data sha256, method, upscale)."""
+    _check_method(method)
+    data = load_fer2013(source, classes=FER2013_EMOTIONS)
+    cfile = cache_file(data.sha256, method, upscale)
+    if use_cache and cfile.exists():
+        try:
+            with np.load(cfile, allow_pickle=False) as z:
+                return Extraction(z["keys"], z["points"], method, upscale, float(z["seconds"]), int(z["n_jobs"]),
+                                  data.sha256, from_cache=True)
+        except (OSError, ValueError, KeyError) as e:
+            warnings.warn(f"ignoring unreadable landmark cache {cfile}: {e}")
+    keys = np.concatenate([data.split(s).keys for s in ("train", "val", "test")])
+    x = np.concatenate([data.split(s).x for s in ("train", "val", "test")])
+    t0 = time.perf_counter()
+    points = extract(x, method, upscale, n_jobs=n_jobs, progress=progress)
+    seconds = time.perf_counter() - t0
+    ext = Extraction(keys, points, method, upscale, seconds, n_jobs, data.sha256)
+    if use_cache:
+        try:
+            with _atomic.atomic_path(cfile) as tmp:
+                np.savez(tmp, keys=keys, points=points, seconds=seconds, n_jobs=n_jobs)
+        except OSError as e:
+            warnings.warn(f"could not write landmark cache {cfile}: {e}")
+    return ext
+
+
+def failure_rates(failed: np.ndarray, y: np.ndarray, classes: Sequence[str]) -> dict:
+    """{"overall": rate, "per_class": {class: rate}} of a bool (n,) failure mask with labels y (n,)."""
+    failed = np.asarray(failed, bool)
+    y = np.asarray(y)
+    return {"overall": float(failed.mean()) if len(failed) else float("nan"),
+            "n_failed": int(failed.sum()),
+            "per_class": {c: float(failed[y == i].mean()) if (y == i).any() else float("nan")
+                          for i, c in enumerate(classes)}}

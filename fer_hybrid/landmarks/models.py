@@ -1,0 +1,387 @@
+"""Classifiers on landmark features and their soft-voting ensemble ("the landmark ensemble").
+
+Members (:data:`KINDS`), all taking float (n, n_features) from :class:`~.features.LandmarkFeatures`:
+
+- ``xgboost``: ``xgboost.XGBClassifier`` (hist trees; early stopping on a validation set if given);
+- ``hgb``: ``sklearn.ensemble.HistGradientBoostingClassifier``;
+- ``logreg``: standardise -> multinomial logistic regression;
+- ``mlp``: standardise -> ``sklearn.neural_network.MLPClassifier``.
+
+:class:`LandmarkEnsemble` averages the members' probabilities with weights (chosen on validation
+data by :func:`best_weights`), optionally also over the mirrored face (``tta_mirror``). Rows whose
+features are not finite (no landmarks) get NaN probabilities.
+
+Saved as a folder: ``ensemble.json`` (descriptor: classes, feature settings, members, weights,
+files with sha256), XGBoost members in its native ``.ubj`` format, sklearn members as joblib files.
+
+>>> ens = LandmarkEnsemble({"xgboost": make_member("xgboost", {...}), ...}, weights={...}).fit(F, y)
+>>> ens.save("models/landmarks")          # -> models/landmarks/ensemble.json
+>>> LandmarkEnsemble.load("models/landmarks/ensemble.json").predict_proba_points(points)
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import time
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .. import _atomic
+from ..evaluate import file_sha256
+from ..labels import STUDY_EMOTIONS
+from .features import LandmarkFeatures, mirror_points
+
+KINDS = ("xgboost", "hgb", "logreg", "mlp")
+FORMAT = "fer_hybrid.landmark_ensemble"
+FORMAT_VERSION = 1
+SMALL_BATCH = 64  # below this many rows, prediction runs on one thread
+
+
+class EnsembleFileError(ValueError):
+    """An ensemble descriptor or member file is missing, damaged, or of an unknown format."""
+
+
+@functools.lru_cache(maxsize=1)
+def _controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def threadpool_limits(n: int):
+    """Context manager limiting BLAS/OpenMP threads to ``n`` (library scan cached: cheap per call)."""
+    return _controller().limit(limits=n)
+
+
+def make_member(kind: str, params: Mapping | None = None, n_jobs: int = 2, random_state: int = 0):
+    """An unfitted classifier of ``kind`` with ``params`` (passed to the classifier itself)."""
+    params = dict(params or {})
+    if kind == "xgboost":
+        from xgboost import XGBClassifier
+
+        base = dict(tree_method="hist", eval_metric="mlogloss", n_jobs=n_jobs, random_state=random_state)
+        return XGBClassifier(**{**base, **params})
+    if kind == "hgb":
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        return HistGradientBoostingClassifier(**{"random_state": random_state, **params})
+    if kind in ("logreg", "mlp"):
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.neural_network import MLPClassifier
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        if kind == "logreg":
+            clf = LogisticRegression(**{"max_iter": 2000, **params})
+        else:
+            clf = MLPClassifier(**{"random_state": random_state, "early_stopping": True, **params})
+        return Pipeline([("scale", StandardScaler()), ("clf", clf)])
+    raise ValueError(f"unknown member kind {kind!r}; valid: {', '.join(KINDS)}")
+
+
+def member_kind(model) -> str:
+    """The :data:`KINDS` entry of a fitted or unfitted member."""
+    name = type(model).__name__
+    if name == "XGBClassifier":
+        return "xgboost"
+    if name == "HistGradientBoostingClassifier":
+        return "hgb"
+    if name == "Pipeline":
+        return "logreg" if type(model.steps[-1][1]).__name__ == "LogisticRegression" else "mlp"
+    raise ValueError(f"unsupported member type {name}")
+
+
+def fit_member(model, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
+               y_val: np.ndarray | None = None, n_jobs: int = 2):
+    """Fit one member. With (X_val, y_val) given, XGBoost with ``early_stopping_rounds`` stops on them and
+    keeps only the trees up to the best iteration, and HistGradientBoosting with ``early_stopping=True``
+    scores them for early stopping. Returns the fitted model."""
+    kind = member_kind(model)
+    with threadpool_limits(n_jobs):
+        if kind == "xgboost" and X_val is not None and model.get_params().get("early_stopping_rounds"):
+            model.fit(X, y, eval_set=[(X_val, y_val)], verbose=False)
+            best = int(model.best_iteration)
+            booster = model.get_booster()[: best + 1]
+            model = _xgb_from_booster(booster, model.get_params())
+        elif kind == "hgb" and X_val is not None and model.get_params().get("early_stopping") is True:
+            model.fit(X, y, X_val=X_val, y_val=y_val)
+        else:
+            if kind == "xgboost":
+                model.set_params(early_stopping_rounds=None)
+            model.fit(X, y)
+    return model
+
+
+def _xgb_from_booster(booster, params: Mapping):
+    """An XGBClassifier holding exactly ``booster`` (via a temporary native .ubj round trip)."""
+    import tempfile
+
+    from xgboost import XGBClassifier
+
+    params = {k: v for k, v in params.items() if k != "early_stopping_rounds"}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.ubj"
+        booster.save_model(path)
+        model = XGBClassifier(**params)
+        model.load_model(path)
+    return model
+
+
+def feature_importance(model, names: Sequence[str]) -> dict[str, float] | None:
+    """{feature name: importance} (XGBoost gain, normalised to sum 1), or None for other members."""
+    if member_kind(model) != "xgboost":
+        return None
+    gain = model.get_booster().get_score(importance_type="total_gain")
+    total = sum(gain.values()) or 1.0
+    out = {names[int(k[1:])] if k.startswith("f") and k[1:].isdigit() else k: v / total for k, v in gain.items()}
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def best_weights(probas: Mapping[str, np.ndarray], y: np.ndarray, step: float = 0.1) -> tuple[dict, float]:
+    """Soft-vote weights on the simplex grid (multiples of ``step``) maximising accuracy on ``(probas, y)``.
+
+    Ties are broken by lower log-loss. Returns ({member: weight}, accuracy).
+    """
+    names = list(probas)
+    k = int(round(1 / step))
+    stack = np.stack([np.asarray(probas[n], np.float64) for n in names])  # (m, n, c)
+    y = np.asarray(y)
+    best = (-1.0, np.inf, None)
+    for combo in itertools.product(range(k + 1), repeat=len(names)):
+        if sum(combo) != k:
+            continue
+        w = np.array(combo, np.float64) / k
+        p = np.tensordot(w, stack, axes=1)
+        acc = float((p.argmax(1) == y).mean())
+        ll = float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)).mean())
+        if acc > best[0] + 1e-12 or (abs(acc - best[0]) <= 1e-12 and ll < best[1]):
+            best = (acc, ll, w)
+    return {n: float(v) for n, v in zip(names, best[2])}, best[0]
+
+
+class LandmarkEnsemble:
+    """Weighted soft vote of fitted members over :class:`LandmarkFeatures` columns.
+
+    ``members`` {name: classifier}; ``weights`` {name: weight >= 0} (default equal); ``features``
+    the transformer whose output the members read (used by :meth:`predict_proba_points`);
+    ``tta_mirror``: also average over the horizontally mirrored landmarks.
+    """
+
+    def __init__(self, members: Mapping, weights: Mapping[str, float] | None = None,
+                 features: LandmarkFeatures | None = None, classes: Sequence[str] = STUDY_EMOTIONS,
+                 tta_mirror: bool = False, n_jobs: int = 2):
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = dict(members)
+        self.weights = dict(weights) if weights is not None else {n: 1.0 for n in self.members}
+        unknown = set(self.weights) - set(self.members)
+        if unknown:
+            raise ValueError(f"weights for unknown member(s) {sorted(unknown)}; members: {list(self.members)}")
+        self.features = features if features is not None else LandmarkFeatures()
+        if not hasattr(self.features, "feature_names_"):
+            self.features.fit(np.zeros((1, 68, 2)))
+        self.classes = tuple(classes)
+        self.tta_mirror = tta_mirror
+        self.n_jobs = n_jobs
+        self.fit_seconds: dict[str, float] = {}
+
+    # -- training ---------------------------------------------------------------------------
+    def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None, y_val: np.ndarray | None = None):
+        """Fit every member on features X (n, f) and labels y (n,); returns self."""
+        for name in list(self.members):
+            t0 = time.perf_counter()
+            self.members[name] = fit_member(self.members[name], X, y, X_val, y_val, self.n_jobs)
+            self.fit_seconds[name] = time.perf_counter() - t0
+        return self
+
+    # -- prediction -------------------------------------------------------------------------
+    def member_proba(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        """{member: float64 (n, c)}; NaN rows where X has non-finite values."""
+        X = np.asarray(X, dtype=np.float64)
+        ok = np.isfinite(X).all(axis=1)
+        # small batches (realtime, batch-1 timing) run single-threaded: thread start/sync per tree costs
+        # far more than it saves, especially on a busy machine
+        # (HistGradientBoosting opens an OpenMP region per tree: always one thread for it)
+        out = {}
+        for name, model in self.members.items():
+            kind = member_kind(model)
+            threads = 1 if ok.sum() < SMALL_BATCH or kind == "hgb" else self.n_jobs
+            p = np.full((len(X), len(self.classes)), np.nan)
+            if ok.any():
+                with threadpool_limits(threads):
+                    if kind == "xgboost":
+                        model.set_params(n_jobs=threads)
+                    p[ok] = model.predict_proba(X[ok])
+            out[name] = p
+        return out
+
+    def combine(self, probas: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Weighted average of member probabilities (renormalised weights) -> float64 (n, c)."""
+        total = sum(self.weights.get(n, 0.0) for n in probas)
+        if total <= 0:
+            raise ValueError("ensemble weights sum to zero")
+        return sum(self.weights.get(n, 0.0) / total * p for n, p in probas.items())
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """float64 (n, c) from features (n, f). TTA needs points: use :meth:`predict_proba_points`."""
+        return self.combine(self.member_proba(X))
+
+    def predict_proba_points(self, points: np.ndarray) -> np.ndarray:
+        """float64 (n, c) from landmarks (n, 68, 2); NaN rows for faces without landmarks."""
+        p = self.predict_proba(self.features.transform(points))
+        if self.tta_mirror:
+            p = (p + self.predict_proba(self.features.transform(mirror_points(points)))) / 2
+        return p
+
+    # -- persistence ------------------------------------------------------------------------
+    def save(self, folder: str | Path, extra: Mapping | None = None) -> Path:
+        """Write members + ``ensemble.json`` into ``folder`` (atomically per file); returns the JSON path."""
+        import joblib
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        entries = []
+        for name, model in self.members.items():
+            kind = member_kind(model)
+            if kind == "xgboost":
+                path = folder / f"{name}.ubj"
+                with _atomic.atomic_path(path) as tmp:
+                    model.save_model(tmp)
+            else:
+                path = folder / f"{name}.joblib"
+                with _atomic.atomic_path(path) as tmp:
+                    joblib.dump(model, tmp, compress=3)
+            entries.append({"name": name, "kind": kind, "file": path.name, "sha256": file_sha256(path),
+                            "weight": float(self.weights.get(name, 0.0))})
+        desc = {
+            "format": FORMAT, "format_version": FORMAT_VERSION,
+            "classes": list(self.classes),
+            "features": {"class": "fer_hybrid.landmarks.features.LandmarkFeatures",
+                         "params": self.features.get_params(),
+                         "n_features": len(self.features.feature_names_)},
+            "tta_mirror": self.tta_mirror,
+            "members": entries,
+            **(dict(extra) if extra else {}),
+        }
+        out = folder / "ensemble.json"
+        _atomic.write_text(out, json.dumps(desc, indent=2) + "\n")
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path, n_jobs: int = 2, verify: bool = True) -> "LandmarkEnsemble":
+        """Read ``ensemble.json`` and its member files; EnsembleFileError on any problem."""
+        import joblib
+        from xgboost import XGBClassifier
+
+        path = Path(path)
+        try:
+            desc = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise EnsembleFileError(f"{path}: no such ensemble descriptor") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise EnsembleFileError(f"{path}: not a readable ensemble descriptor ({e})") from None
+        if not isinstance(desc, dict) or desc.get("format") != FORMAT or desc.get("format_version") != FORMAT_VERSION:
+            raise EnsembleFileError(f"{path}: not a {FORMAT} v{FORMAT_VERSION} descriptor")
+        members, weights = {}, {}
+        for m in desc["members"]:
+            f = path.parent / m["file"]
+            if not f.exists():
+                raise EnsembleFileError(f"{path}: member file {f.name} is missing")
+            if verify and m.get("sha256") and file_sha256(f) != m["sha256"]:
+                raise EnsembleFileError(f"{path}: member file {f.name} does not match its sha256 (damaged or replaced)")
+            try:
+                if m["kind"] == "xgboost":
+                    model = XGBClassifier(n_jobs=n_jobs)
+                    model.load_model(f)
+                else:
+                    model = joblib.load(f)
+            except Exception as e:  # xgboost/joblib raise many types for damaged files
+                raise EnsembleFileError(f"{path}: cannot load member {f.name}: {type(e).__name__}: {e}") from None
+            members[m["name"]] = model
+            weights[m["name"]] = float(m["weight"])
+        features = LandmarkFeatures(**desc["features"]["params"]).fit(np.zeros((1, 68, 2)))
+        if len(features.feature_names_) != desc["features"]["n_features"]:
+            raise EnsembleFileError(f"{path}: expects {desc['features']['n_features']} features but this version of "
+                                    f"LandmarkFeatures makes {len(features.feature_names_)}")
+        return cls(members, weights, features, tuple(desc["classes"]), bool(desc.get("tta_mirror")), n_jobs)
+
+
+def search(kind: str, grid: Sequence[Mapping], X: np.ndarray, y: np.ndarray, X_val: np.ndarray,
+           y_val: np.ndarray, n_jobs: int = 2, progress: bool = True) -> tuple[object, dict, list[dict]]:
+    """Fit ``kind`` with each params dict of ``grid`` on (X, y); keep the best by validation accuracy.
+
+    Returns (best fitted model, its params, [{"params", "val_accuracy", "val_log_loss", "seconds",
+    "n_trees"?}, ...]). Only validation data is used to choose; test data never enters.
+    """
+    from sklearn.metrics import log_loss
+    from tqdm.auto import tqdm
+
+    results, best = [], (-1.0, None, None)
+    for params in tqdm(list(grid), desc=f"search {kind}", disable=not progress):
+        t0 = time.perf_counter()
+        model = fit_member(make_member(kind, params, n_jobs), X, y, X_val, y_val, n_jobs)
+        seconds = time.perf_counter() - t0
+        with threadpool_limits(n_jobs):
+            p = model.predict_proba(X_val)
+        acc = float((p.argmax(1) == np.asarray(y_val)).mean())
+        row = {"params": dict(params), "val_accuracy": acc, "val_log_loss": float(log_loss(y_val, p, labels=range(p.shape[1]))),
+               "seconds": seconds}
+        if kind == "xgboost":
+            row["n_trees_per_class"] = int(model.get_booster().num_boosted_rounds())
+        results.append(row)
+        if acc > best[0]:
+            best = (acc, model, dict(params))
+    return best[1], best[2], results
+
+
+def permutation_importance(predict_proba, X: np.ndarray, y: np.ndarray, names: Sequence[str],
+                           candidates: Sequence[str] | None = None, n_repeats: int = 3, max_rows: int = 1000,
+                           seed: int = 0) -> dict[str, float]:
+    """{feature: mean drop in accuracy when that column is shuffled}, over ``candidates`` (default all),
+    on at most ``max_rows`` rows of (X, y). ``predict_proba``: (n, f) -> (n, c). Sorted, largest first."""
+    rng = np.random.default_rng(seed)
+    rows = rng.permutation(len(X))[:max_rows]
+    X, y = np.array(X[rows], dtype=np.float64), np.asarray(y)[rows]
+    base = float((predict_proba(X).argmax(1) == y).mean())
+    index = {n: i for i, n in enumerate(names)}
+    out = {}
+    for name in (candidates if candidates is not None else names):
+        j = index[name]
+        keep = X[:, j].copy()
+        drops = []
+        for _ in range(n_repeats):
+            X[:, j] = rng.permutation(keep)
+            drops.append(base - float((predict_proba(X).argmax(1) == y).mean()))
+        X[:, j] = keep
+        out[name] = float(np.mean(drops))
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def coefficient_importance(model, names: Sequence[str]) -> dict[str, float]:
+    """{feature: mean |coefficient|} of a standardised logistic regression pipeline, normalised to sum 1."""
+    coef = np.abs(model.steps[-1][1].coef_).mean(axis=0)
+    coef = coef / (coef.sum() or 1.0)
+    return dict(sorted(zip(names, coef.tolist()), key=lambda kv: -kv[1]))
+
+
+def save_importance_png(importance: Mapping[str, float], path: str | Path, title: str = "", top: int = 20,
+                        xlabel: str = "importance") -> Path:
+    """Horizontal bar chart of the ``top`` largest importances, written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    items = sorted(importance.items(), key=lambda kv: -kv[1])[:top][::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.28 * len(items) + 1.2))
+    ax.barh([k for k, _ in items], [v for _, v in items], color="#4c72b0")
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    fig.tight_layout()
+    with _atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return Path(path)

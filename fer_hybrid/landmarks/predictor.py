@@ -1,0 +1,125 @@
+"""The landmark ensemble as a registry predictor (name ``landmarks``).
+
+API (used by :mod:`fer_hybrid.realtime`)::
+
+    p = load_predictor("landmarks")                 # or load_landmark_predictor(Path(".../ensemble.json"))
+    p.predict_proba(faces)        # float32 (n, 5) in STUDY_EMOTIONS order; NaN row = no landmarks
+    p.landmarks(faces)            # float32 (n, 68, 2) (x, y) in each crop's own pixel coordinates
+    p.predict(faces)              # (proba (n, 5), points (n, 68, 2)) in one pass
+    p.predict_proba_frame(frame, boxes)   # float32 (k, 5) for boxes int (k, 4) [x0, y0, x1, y1]
+    p.landmarks_frame(frame, boxes)       # float32 (k, 68, 2) in frame pixel coordinates
+    p.predict_frame(frame, boxes)         # (proba (k, 5), points (k, 68, 2)) in one pass
+
+``faces`` is a uint8 array (n, h, w) of gray crops, or a list of gray (h, w) / BGR (h, w, 3) crops of
+any size. Every crop is processed exactly like the training data: converted to gray, resized to
+48x48 (INTER_AREA), upscaled 4x and landmarked with the fixed full-image box
+(:mod:`.extract`, method ``fixed``); then geometric features -> ensemble. A box that is empty after
+clipping to the frame gives a NaN row and NaN points.
+
+Frame boxes from a face detector are usually tighter than FER2013's crops; ``box_scale`` (default
+:data:`DEFAULT_BOX_SCALE`) enlarges each box about its centre before cropping, to match the framing
+seen in training.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..labels import STUDY_EMOTIONS
+from ..predictors import ArtifactError, to_gray_faces
+from .extract import UPSCALE, landmarks_batch
+from .models import EnsembleFileError, LandmarkEnsemble
+
+SIZE = 48
+DEFAULT_BOX_SCALE = 1.0
+
+
+class LandmarkPredictor:
+    """Face crops -> dlib landmarks (fixed box on the 4x upscaled 48 px crop) -> landmark ensemble."""
+
+    def __init__(self, ensemble: LandmarkEnsemble, name: str = "landmarks", box_scale: float = DEFAULT_BOX_SCALE):
+        self.ensemble = ensemble
+        self.name = name
+        self.classes: tuple[str, ...] = tuple(ensemble.classes)
+        if self.classes != STUDY_EMOTIONS:
+            raise ArtifactError(f"landmark ensemble classes {self.classes} differ from {STUDY_EMOTIONS}")
+        self.box_scale = float(box_scale)
+
+    # -- face crops -------------------------------------------------------------------------
+    def _points48(self, faces) -> np.ndarray:
+        x = to_gray_faces(faces, SIZE)
+        return landmarks_batch(x, "fixed", UPSCALE)
+
+    def _proba(self, points48: np.ndarray) -> np.ndarray:
+        if len(points48) == 0:
+            return np.zeros((0, len(self.classes)), np.float32)
+        return self.ensemble.predict_proba_points(points48).astype(np.float32)
+
+    @staticmethod
+    def _sizes(faces) -> np.ndarray:
+        """float (n, 2) crop (w, h) sizes."""
+        return np.array([[np.shape(f)[1], np.shape(f)[0]] for f in faces], dtype=np.float64).reshape(-1, 2)
+
+    @staticmethod
+    def _to_crop(points48: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+        """Points in 48 px coordinates -> each crop's coordinates (pixel centres aligned)."""
+        s = (sizes / SIZE)[:, None, :]
+        return ((points48 + 0.5) * s - 0.5).astype(np.float32)
+
+    def predict(self, faces) -> tuple[np.ndarray, np.ndarray]:
+        """(float32 (n, 5) probabilities, float32 (n, 68, 2) points in crop coordinates)."""
+        pts = self._points48(faces)
+        return self._proba(pts), self._to_crop(pts, self._sizes(faces))
+
+    def predict_proba(self, faces) -> np.ndarray:
+        return self._proba(self._points48(faces))
+
+    def landmarks(self, faces) -> np.ndarray:
+        return self._to_crop(self._points48(faces), self._sizes(faces))
+
+    # -- frame + boxes ----------------------------------------------------------------------
+    def _crops(self, frame: np.ndarray, boxes) -> tuple[list, np.ndarray, np.ndarray]:
+        """Crops of the (scaled, clipped) boxes; their origins (k, 2); bool (k,) non-empty."""
+        frame = np.asarray(frame)
+        h, w = frame.shape[:2]
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        c = (boxes[:, :2] + boxes[:, 2:]) / 2
+        half = (boxes[:, 2:] - boxes[:, :2]) / 2 * self.box_scale
+        lo = np.floor(c - half).astype(np.int64)
+        hi = np.ceil(c + half).astype(np.int64) + 1   # boxes are inclusive [x0, y0, x1, y1]
+        lo = np.clip(lo, 0, [w, h])
+        hi = np.clip(hi, 0, [w, h])
+        ok = (hi > lo + 1).all(axis=1)
+        crops = [frame[lo[i, 1]:hi[i, 1], lo[i, 0]:hi[i, 0]] for i in range(len(boxes)) if ok[i]]
+        return crops, lo, ok
+
+    def predict_frame(self, frame: np.ndarray, boxes) -> tuple[np.ndarray, np.ndarray]:
+        """(float32 (k, 5) probabilities, float32 (k, 68, 2) points in frame coordinates)."""
+        crops, origin, ok = self._crops(frame, boxes)
+        proba = np.full((len(ok), len(self.classes)), np.nan, np.float32)
+        points = np.full((len(ok), 68, 2), np.nan, np.float32)
+        if crops:
+            p, pts = self.predict(crops)
+            proba[ok] = p
+            points[ok] = pts + origin[ok][:, None, :]
+        return proba, points
+
+    def predict_proba_frame(self, frame: np.ndarray, boxes) -> np.ndarray:
+        return self.predict_frame(frame, boxes)[0]
+
+    def landmarks_frame(self, frame: np.ndarray, boxes) -> np.ndarray:
+        return self.predict_frame(frame, boxes)[1]
+
+
+def load_landmark_predictor(path: Path, name: str = "landmarks") -> LandmarkPredictor:
+    """Registry loader: ``path`` is the ensemble's ``ensemble.json``; ArtifactError if it cannot be loaded."""
+    try:
+        ensemble = LandmarkEnsemble.load(path)
+    except EnsembleFileError as e:
+        raise ArtifactError(str(e)) from None
+    import json
+
+    box_scale = json.loads(Path(path).read_text()).get("box_scale", DEFAULT_BOX_SCALE)
+    return LandmarkPredictor(ensemble, name, box_scale=box_scale)

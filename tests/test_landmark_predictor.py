@@ -1,0 +1,145 @@
+"""LandmarkPredictor on the FER2013 fixture: points inside the image, NaN rows, frame API, registry."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fer_hybrid.labels import STUDY_EMOTIONS
+from fer_hybrid.landmarks.extract import extract, landmarks_batch, landmarks_one
+from fer_hybrid.landmarks.features import LandmarkFeatures
+from fer_hybrid.landmarks.models import LandmarkEnsemble, make_member
+from fer_hybrid.landmarks.predictor import LandmarkPredictor, load_landmark_predictor
+from fer_hybrid.predictors import ArtifactError
+
+
+@pytest.fixture(scope="module")
+def tiny_predictor(sample_data, tmp_path_factory):
+    """A tiny ensemble trained on the fixture's train landmarks, saved and re-loaded through the loader."""
+    feats = LandmarkFeatures().fit(np.zeros((1, 68, 2)))
+    X = feats.transform(landmarks_batch(sample_data.train.x))
+    ens = LandmarkEnsemble({"xgboost": make_member("xgboost", {"n_estimators": 5, "max_depth": 2, "max_bin": 16},
+                                                   n_jobs=1),
+                            "logreg": make_member("logreg", {"C": 0.1})}, {"xgboost": 0.5, "logreg": 0.5},
+                           feats, n_jobs=1).fit(X, sample_data.train.y)
+    path = ens.save(tmp_path_factory.mktemp("models") / "landmarks")
+    return ens, path
+
+
+def test_points_are_inside_fixture_images(sample_data):
+    x = sample_data.test.x
+    pts = landmarks_batch(x)
+    assert pts.shape == (len(x), 68, 2) and pts.dtype == np.float32
+    assert np.isfinite(pts).all()
+    # brows, eyes, nose and mouth (points 17..67) lie inside the 48x48 image; dlib extrapolates the jaw
+    # line, which FER2013's tight crops often cut, so points 0..16 may lie up to a few pixels outside
+    inner = pts[:, 17:]
+    assert (inner >= -0.5).all() and (inner <= 47.5).all()
+    assert (pts >= -0.15 * 48).all() and (pts <= 1.15 * 48).all()
+    # the face's structure: eyes above the mouth, subject's right eye on the image left
+    assert (pts[:, 36:48, 1].mean(1) < pts[:, 48:68, 1].mean(1)).all()
+    assert (pts[:, 36:42, 0].mean(1) < pts[:, 42:48, 0].mean(1)).all()
+
+
+def test_parallel_extraction_equals_serial(sample_data):
+    x = sample_data.val.x
+    np.testing.assert_array_equal(extract(x, n_jobs=2, chunk=4, progress=False), landmarks_batch(x))
+
+
+def test_unknown_method_raises(sample_data):
+    with pytest.raises(ValueError, match="valid: fixed, hog"):
+        landmarks_one(sample_data.test.x[0], method="cnn")
+
+
+def test_hog_method_gives_nan_without_a_face():
+    pts = landmarks_one(np.full((48, 48), 128, np.uint8), method="hog")
+    assert pts.shape == (68, 2) and np.isnan(pts).all()
+
+
+def test_predictor_contract_and_round_trip(tiny_predictor, sample_data):
+    ens, path = tiny_predictor
+    p = load_landmark_predictor(path, "landmarks")
+    assert p.classes == STUDY_EMOTIONS and p.name == "landmarks"
+    x = sample_data.test.x
+    proba = p.predict_proba(x)
+    assert proba.shape == (len(x), 5) and proba.dtype == np.float32
+    np.testing.assert_allclose(proba.sum(1), 1, atol=1e-5)
+    # identical to the in-memory ensemble it was saved from
+    np.testing.assert_array_equal(proba, ens.predict_proba_points(landmarks_batch(x)).astype(np.float32))
+    assert p.predict_proba(x[:0]).shape == (0, 5)
+
+
+def test_crops_of_any_size_and_colour(tiny_predictor, sample_data):
+    import cv2
+
+    p = load_landmark_predictor(tiny_predictor[1], "landmarks")
+    face = sample_data.test.x[0]
+    big = cv2.resize(face, (96, 120))
+    bgr = cv2.cvtColor(big, cv2.COLOR_GRAY2BGR)
+    proba, pts = p.predict([face, big, bgr])
+    np.testing.assert_array_equal(proba[1], proba[2])
+    assert pts.shape == (3, 68, 2)
+    assert (pts[1, 17:] >= 0).all() and (pts[1, 17:, 0] <= 96).all() and (pts[1, 17:, 1] <= 120).all()
+    # points of the resized crop are the 48 px points scaled to the crop
+    np.testing.assert_allclose(pts[1], pts[2])
+    np.testing.assert_allclose(p.landmarks([face])[0], landmarks_one(face))
+
+
+def test_frame_with_boxes_maps_points_to_frame(tiny_predictor, sample_data):
+    p = load_landmark_predictor(tiny_predictor[1], "landmarks")
+    face = sample_data.test.x[1]
+    frame = np.zeros((200, 300), np.uint8)
+    frame[50:98, 100:148] = face
+    boxes = np.array([[100, 50, 147, 97], [400, 400, 450, 450]])   # second box lies outside the frame
+    proba, pts = p.predict_frame(frame, boxes)
+    assert proba.shape == (2, 5) and pts.shape == (2, 68, 2)
+    np.testing.assert_allclose(proba[0], p.predict_proba(face[None])[0], atol=1e-6)
+    np.testing.assert_allclose(pts[0], landmarks_one(face) + [100, 50], atol=1e-4)
+    assert np.isnan(proba[1]).all() and np.isnan(pts[1]).all()
+    np.testing.assert_array_equal(p.predict_proba_frame(frame, boxes[:1]), proba[:1])
+    assert p.predict_proba_frame(frame, np.zeros((0, 4))).shape == (0, 5)
+
+
+def test_no_landmarks_gives_nan_probabilities(tiny_predictor):
+    ens, _ = tiny_predictor
+    pred = LandmarkPredictor(ens)
+    proba = pred._proba(np.full((2, 68, 2), np.nan, np.float32))
+    assert proba.shape == (2, 5) and np.isnan(proba).all()
+
+
+def test_loader_raises_artifact_error_for_damaged_descriptor(tmp_path):
+    bad = tmp_path / "ensemble.json"
+    bad.write_text(json.dumps({"format": "something else"}))
+    with pytest.raises(ArtifactError, match="not a"):
+        load_landmark_predictor(bad, "landmarks")
+
+
+def test_registry_loads_the_landmarks_name(tiny_predictor, sample_data, monkeypatch):
+    from fer_hybrid.predictors import load_predictor
+
+    root = tiny_predictor[1].parent.parent
+    p = load_predictor("landmarks", root=root)
+    assert p.predict_proba(sample_data.test.x[:3]).shape == (3, 5)
+
+
+@pytest.mark.slow
+def test_shipped_ensemble_reproduces_reported_test_accuracy(full_data_path):
+    """The registry's ``landmarks`` model, re-run from test images, matches its report within 0.5 points."""
+    from pathlib import Path
+
+    from fer_hybrid.artifacts import models_dir
+    from fer_hybrid.data import load_fer2013
+    from fer_hybrid.evaluate import metrics_from_proba
+    from fer_hybrid.predictors import load_predictor
+    from fer_hybrid.reports import read_report
+
+    report_path = Path(__file__).resolve().parents[1] / "experiments/reports/landmarks-ensemble/report.json"
+    if not (models_dir() / "landmarks" / "ensemble.json").exists() or not report_path.exists():
+        pytest.skip("no shipped landmark ensemble; run python experiments/landmarks.py")
+    reported = read_report(report_path)["metrics"]["test"]
+    data = load_fer2013(full_data_path)
+    p = load_predictor("landmarks")
+    m = metrics_from_proba(data.test.y, p.predict_proba(data.test.x), data.classes)
+    assert m["n"] == reported["n"]
+    assert abs(m["accuracy"] - reported["accuracy"]) <= 0.005
