@@ -35,8 +35,12 @@ def update_manifest(name: str, artifact: str | os.PathLike, *, command: str, dat
     root = Path(root or models_dir())
     artifact = Path(artifact)
     manifest = read_manifest(root)
+    try:
+        shown = artifact.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        shown = artifact.name
     entry = {
-        "file": artifact.name,
+        "file": shown,
         "sha256": file_sha256(artifact),
         "bytes": artifact.stat().st_size,
         "weights": weights,
