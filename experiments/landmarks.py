@@ -11,7 +11,9 @@ Method
 3. Features. LandmarkFeatures: eye-centred, inter-ocular-scaled, eye-line-de-rotated coordinates plus
    named distances, ratios, angles, curvatures, symmetry terms and key-point pairwise distances.
 4. Members. XGBoost (early stopping on val), HistGradientBoosting, an MLP and logistic regression on
-   standardised features, each with a small grid scored on val.
+   standardised features, each with a small grid scored on val. Every member trains on the training
+   faces plus their horizontal mirror images (mirror_points: x -> -x with the iBUG-68 left/right
+   re-indexing), doubling the training set (``--no-mirror-train`` turns this off).
 5. Ensemble. Soft vote with weights on a 0.1 simplex grid maximising val accuracy; mirror TTA kept
    only if it helps on val.
 6. Results. A report per member and for the ensemble (kind "landmarks"), with confusion matrix and top-20
@@ -21,7 +23,7 @@ Method
 ``--no-cache`` it also re-extracts (re-times) the chosen method's landmarks — run that with the machine
 otherwise idle for honest speed numbers.
 
-    python experiments/landmarks.py [--data PATH] [--n-jobs 2] [--reuse] [--no-cache]
+    python experiments/landmarks.py [--data PATH] [--n-jobs 2] [--no-mirror-train] [--reuse] [--no-cache]
 """
 from __future__ import annotations
 
@@ -38,7 +40,7 @@ from fer_hybrid.data import SPLITS, load_fer2013, resolve_source
 from fer_hybrid.evaluate import metrics_from_proba, ms_per_face
 from fer_hybrid.landmarks import models as lm
 from fer_hybrid.landmarks.extract import METHODS, extract_fer2013, failure_rates
-from fer_hybrid.landmarks.features import LandmarkFeatures
+from fer_hybrid.landmarks.features import LandmarkFeatures, mirror_augment
 from fer_hybrid.landmarks.predictor import LandmarkPredictor
 from fer_hybrid.reports import artifact_info, make_report, write_report
 
@@ -46,20 +48,18 @@ ROOT = Path(__file__).resolve().parent.parent
 REPORTS = ROOT / "experiments" / "reports"
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "fer2013" / "fer2013_images.tar.gz"
 
-# Small grids (the CPU budget is ~20 min on 2 shared cores); scored on val only.
+# Small grids (the CPU budget is ~20 min on 2 shared cores); scored on val only. The members train on
+# train + mirror images (2x the rows), so each grid holds the previous run's val-best setting (chosen
+# without mirroring) and, where a fit is cheap, one more strongly regularised variant.
 XGB_BASE = dict(n_estimators=1500, learning_rate=0.12, max_bin=64, subsample=0.8, early_stopping_rounds=30)
+HGB_BASE = dict(learning_rate=0.12, max_iter=800, early_stopping=True, n_iter_no_change=30, max_bins=64)
 GRIDS = {
-    "xgboost": [dict(XGB_BASE, max_depth=4, colsample_bytree=0.3, min_child_weight=5, reg_lambda=5),
-                dict(XGB_BASE, max_depth=6, colsample_bytree=0.2, min_child_weight=10, reg_lambda=10, gamma=0.5)],
-    "hgb": [dict(learning_rate=0.12, max_iter=800, max_leaf_nodes=15, l2_regularization=5.0, max_features=0.3,
-                 early_stopping=True, n_iter_no_change=30, max_bins=64),
-            dict(learning_rate=0.12, max_iter=800, max_leaf_nodes=31, min_samples_leaf=40, l2_regularization=10.0,
-                 max_features=0.2, early_stopping=True, n_iter_no_change=30, max_bins=64)],
-    "mlp": [dict(hidden_layer_sizes=(256, 128), alpha=1e-2, learning_rate_init=1e-3, batch_size=256, max_iter=200,
-                 n_iter_no_change=10),
-            dict(hidden_layer_sizes=(512,), alpha=1e-1, learning_rate_init=1e-3, batch_size=256, max_iter=200,
+    "xgboost": [dict(XGB_BASE, max_depth=6, colsample_bytree=0.2, min_child_weight=10, reg_lambda=10, gamma=0.5)],
+    "hgb": [dict(HGB_BASE, max_leaf_nodes=31, min_samples_leaf=40, l2_regularization=10.0, max_features=0.2),
+            dict(HGB_BASE, max_leaf_nodes=31, min_samples_leaf=80, l2_regularization=30.0, max_features=0.2)],
+    "mlp": [dict(hidden_layer_sizes=(512,), alpha=1e-1, learning_rate_init=1e-3, batch_size=256, max_iter=200,
                  n_iter_no_change=10)],
-    "logreg": [dict(C=0.01), dict(C=0.1)],
+    "logreg": [dict(C=0.01), dict(C=0.003)],
 }
 # the landmark-method comparison uses one quick, fixed XGBoost for both methods
 COMPARE_XGB = dict(n_estimators=300, learning_rate=0.25, max_depth=4, max_bin=32, subsample=0.8, colsample_bytree=0.3,
@@ -74,6 +74,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--n-jobs", type=int, default=2, help="processes/threads for extraction and fitting")
     ap.add_argument("--reuse", action="store_true", help="load the shipped ensemble instead of fitting")
     ap.add_argument("--no-cache", action="store_true", help="re-extract landmarks (re-times the extraction)")
+    ap.add_argument("--no-mirror-train", dest="mirror_train", action="store_false",
+                    help="train the members on the training faces only (default: plus their mirror images)")
     ap.add_argument("--models", default=None, help="models folder (default: fer_hybrid.artifacts.models_dir())")
     ap.add_argument("--reports", default=str(REPORTS), help="reports folder (default experiments/reports)")
     return ap.parse_args(argv)
@@ -139,10 +141,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"method {m}: val acc {met['val']['accuracy']:.4f} (abstained {met['val']['n_abstained']})")
         method = max(METHODS, key=lambda m: comparison[m]["val"]["accuracy"])
 
-        # 4. members: grid per member on val
+        # 4. members: grid per member on val, fitted on train (+ its mirror images: twice the rows)
+        if args.mirror_train:
+            pts_fit, y_fit = mirror_augment(points[method]["train"], data.train.y)
+            X_fit = feats.transform(pts_fit)
+        else:
+            X_fit, y_fit = X[method]["train"], data.train.y
+        print(f"members train on {len(y_fit)} rows (mirror images added: {args.mirror_train})")
         members, search = {}, {}
         for kind in ("xgboost", "hgb", "mlp", "logreg"):
-            model, params, rows = lm.search(kind, GRIDS[kind], X[method]["train"], data.train.y, X[method]["val"],
+            model, params, rows = lm.search(kind, GRIDS[kind], X_fit, y_fit, X[method]["val"],
                                             data.val.y, n_jobs=args.n_jobs)
             members[kind], search[kind] = model, {"chosen": params, "grid": rows}
             print(f"{kind}: best val acc {max(r['val_accuracy'] for r in rows):.4f} with {params}")
@@ -158,6 +166,8 @@ def run(args: argparse.Namespace) -> int:
         ens.tta_mirror, ens.weights = tta, choice[tta][0]
         print(f"ensemble: weights {ens.weights}, mirror TTA {tta}, val acc {choice[tta][1]:.4f}")
         training = {"landmark_method": method, "method_comparison": comparison, "search": search,
+                    "command": training_command(args), "mirror_train": args.mirror_train,
+                    "n_train_rows": int(len(y_fit)),
                     "fit_seconds": {k: r["grid"][[x["params"] for x in r["grid"]].index(r["chosen"])]["seconds"]
                                     for k, r in search.items()},
                     "weights_val_accuracy": {"no_tta": choice[False][1], "mirror_tta": choice[True][1]}}
@@ -177,7 +187,8 @@ def run(args: argparse.Namespace) -> int:
     results = {k: {s: member_p[s][k] for s in SPLITS} for k in ens.members}
     results["ensemble"] = {s: ens.combine(member_p[s]) for s in SPLITS}
     json_path = ship_dir / "ensemble.json"
-    common = dict(kind="landmarks", weights=None, ms_per_face=None, seconds_per_epoch=None,
+    command = training.get("command", "python experiments/landmarks.py")
+    common = dict(kind="landmarks", weights=None, command=command, mirror_train=training.get("mirror_train", False), ms_per_face=None, seconds_per_epoch=None,
                   data={"source": str(source), "sha256": data.sha256}, landmark_method=method,
                   landmark_extraction=extraction, n_features=len(names), image_size=48,
                   upscale=ext[method].upscale, method_comparison=training["method_comparison"])
@@ -206,7 +217,10 @@ def run(args: argparse.Namespace) -> int:
                                    f"image, {extraction[method]['faces_per_second']:.0f} faces/s "
                                    f"({extraction[method]['seconds']:.1f} s for {extraction[method]['n_images']} images, "
                                    f"{ext[method].n_jobs} processes), failure rate "
-                                   f"{extraction[method]['failure_rate_all_7_classes']:.3f}",
+                                   f"{extraction[method]['failure_rate_all_7_classes']:.3f}; "
+                                   + (f"trained on train + its mirror images ({training['n_train_rows']} rows); "
+                                      "train metrics are on the original training faces"
+                                      if training.get("mirror_train") else "trained on the training faces only"),
                              **{**common, "ms_per_face": ms}, **extra)
         write_report(report, out_dir)
         print(f"{key:9s} train {metrics['train']['accuracy']:.4f} val {metrics['val']['accuracy']:.4f} "
@@ -218,11 +232,21 @@ def run(args: argparse.Namespace) -> int:
     member_files = [ship_dir / m["file"] for m in json.loads(json_path.read_text())["members"]]
     artifacts.update_manifest(
         "landmarks", json_path, root=models_root, weights=None,
-        command="python experiments/landmarks.py",  # trains it; --reuse only re-evaluates/re-times
+        command=command,  # the command that trained it; --reuse only re-evaluates/re-times
         data={"source": str(source), "sha256": data.sha256},
         metrics={s: {"accuracy": ens_metrics[s]["accuracy"], "macro_f1": ens_metrics[s]["macro_f1"]} for s in SPLITS},
         report="experiments/reports/landmarks-ensemble/report.json", extra_files=[str(f) for f in member_files])
     return 0
+
+
+def training_command(args: argparse.Namespace) -> str:
+    """The command line that trains this setup (what reports and the manifest record)."""
+    cmd = "python experiments/landmarks.py"
+    if not args.mirror_train:
+        cmd += " --no-mirror-train"
+    if args.n_jobs != 2:
+        cmd += f" --n-jobs {args.n_jobs}"
+    return cmd
 
 
 def member_proba_points(ens: lm.LandmarkEnsemble, points: np.ndarray) -> dict:

@@ -147,3 +147,51 @@ def test_sklearn_behaviour_on_points():
     np.testing.assert_array_equal(t.transform(p[:3]), f[:3])
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(t)).transform(p), f)
     assert f.dtype == np.float64
+
+
+# the iBUG-68 left/right pairs, written out independently of MIRROR (points not listed are on the midline)
+_IBUG_PAIRS = ([(i, 16 - i) for i in range(8)]                                   # jaw 0<->16 ... 7<->9
+               + [(17 + i, 26 - i) for i in range(5)]                            # brows 17..21 <-> 26..22
+               + [(31, 35), (32, 34)]                                            # nose base
+               + [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]    # eyes: corners, tops, bottoms
+               + [(48, 54), (49, 53), (50, 52), (59, 55), (58, 56)]              # outer lips
+               + [(60, 64), (61, 63), (67, 65)])                                 # inner lips
+_IBUG_MIDLINE = (8, 27, 28, 29, 30, 33, 51, 57, 62, 66)
+
+
+def test_mirror_permutation_is_the_ibug_left_right_pairing():
+    expected = np.arange(68)
+    for a, b in _IBUG_PAIRS:
+        expected[a], expected[b] = b, a
+    assert len(_IBUG_PAIRS) * 2 + len(_IBUG_MIDLINE) == 68
+    np.testing.assert_array_equal(MIRROR, expected)
+    np.testing.assert_array_equal(MIRROR[list(_IBUG_MIDLINE)], _IBUG_MIDLINE)
+
+
+def test_mirror_with_width_flips_x_and_twice_is_identity():
+    p = _faces(3)
+    m = mirror_points(p, width=48)
+    np.testing.assert_allclose(m[:, 45], np.c_[48 - p[:, 36, 0], p[:, 36, 1]])  # left outer eye corner <- right one
+    np.testing.assert_allclose(m[:, 8], np.c_[48 - p[:, 8, 0], p[:, 8, 1]])     # chin stays the chin
+    np.testing.assert_allclose(mirror_points(m, width=48), p, atol=1e-12)
+    np.testing.assert_allclose(mirror_points(mirror_points(p)), p, atol=1e-12)
+    nan = np.full((1, 68, 2), np.nan)
+    assert np.isnan(mirror_points(nan)).all()
+
+
+def test_mirrored_symmetric_face_is_itself_with_equal_features():
+    base = _faces(1) - np.random.default_rng(0).normal(0, 0.6, (1, 68, 2))  # undo the jitter: exact template
+    np.testing.assert_allclose(mirror_points(base, width=48), base, atol=1e-9)  # the template is symmetric about x=24
+    t = LandmarkFeatures().fit(base)
+    np.testing.assert_allclose(t.transform(mirror_points(base)), t.transform(base), atol=1e-9)
+    np.testing.assert_allclose(t.transform(mirror_points(base, width=48)), t.transform(base), atol=1e-9)
+
+
+def test_mirror_augment_doubles_data_originals_first():
+    from fer_hybrid.landmarks.features import mirror_augment
+
+    p, y = _faces(4), np.array([0, 1, 2, 3])
+    P, Y = mirror_augment(p, y)
+    assert P.shape == (8, 68, 2) and Y.tolist() == [0, 1, 2, 3, 0, 1, 2, 3]
+    np.testing.assert_allclose(P[:4], p)
+    np.testing.assert_allclose(P[4:], mirror_points(p))

@@ -104,3 +104,28 @@ def test_unknown_kind_and_bad_weights_raise():
         make_member("svm")
     with pytest.raises(ValueError, match="unknown member"):
         LandmarkEnsemble({"a": make_member("logreg")}, weights={"b": 1.0})
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: d.pop("members"), 'no "members" list'),
+    (lambda d: d.update(members=[]), 'no "members" list'),
+    (lambda d: d["members"][0].pop("file"), "member entry 0 lacks file"),
+    (lambda d: d["members"][0].update(kind="svm"), "unknown kind 'svm'"),
+    (lambda d: d.pop("features"), 'no valid "features" section'),
+])
+def test_load_rejects_incomplete_descriptors_with_typed_error(tmp_path, damage, message):
+    X, y = _synthetic()
+    path = _tiny_ensemble(("logreg",)).fit(X, y).save(tmp_path / "lm")
+    desc = json.loads(path.read_text())
+    damage(desc)
+    path.write_text(json.dumps(desc))
+    with pytest.raises(EnsembleFileError, match=message) as info:
+        LandmarkEnsemble.load(path)
+    assert not isinstance(info.value, KeyError) and str(path) in str(info.value)
+
+
+def test_load_reports_unreadable_json_as_typed_error(tmp_path):
+    path = tmp_path / "ensemble.json"
+    path.write_text("{not json")
+    with pytest.raises(EnsembleFileError, match="not readable JSON"):
+        LandmarkEnsemble.load(path)

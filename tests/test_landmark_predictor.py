@@ -143,3 +143,16 @@ def test_shipped_ensemble_reproduces_reported_test_accuracy(full_data_path):
     m = metrics_from_proba(data.test.y, p.predict_proba(data.test.x), data.classes)
     assert m["n"] == reported["n"]
     assert abs(m["accuracy"] - reported["accuracy"]) <= 0.005
+
+
+def test_landmarks_of_flipped_images_match_mirrored_points(sample_data):
+    """dlib on image[:, ::-1] finds (nearly) mirror_points of the original's landmarks: the permutation is right."""
+    from fer_hybrid.landmarks.features import mirror_points
+
+    x = sample_data.train.x[:10]
+    p = landmarks_batch(x)
+    q = landmarks_batch(np.ascontiguousarray(x[:, :, ::-1]))
+    w = x.shape[2] - 1  # pixel-centre coordinates: column c of the flip is column w - c of the original
+    err = np.abs(q - mirror_points(p, width=w)).mean()
+    unpermuted = np.abs(q - np.stack([w - p[..., 0], p[..., 1]], axis=-1)).mean()
+    assert err < 1.5 and unpermuted > 5 * err

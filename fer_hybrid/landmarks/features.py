@@ -48,14 +48,24 @@ _EPS = 1e-9
 REGIONS = {"jaw": range(0, 17), "brow": range(17, 27), "eye": range(36, 48), "mouth": range(48, 68)}
 
 
-def mirror_points(points: np.ndarray) -> np.ndarray:
-    """Landmarks of the horizontally flipped face: x -> -x and left/right points swapped.
+def mirror_points(points: np.ndarray, width: float | None = None) -> np.ndarray:
+    """Landmarks of the horizontally flipped face: x -> width - x (or -x) and left/right points swapped.
 
-    (n, 68, 2) -> (n, 68, 2). Features are translation invariant, so no image width is needed.
+    (n, 68, 2) -> float64 (n, 68, 2), re-indexed by :data:`MIRROR` so that point i of the result is the
+    mirror image of point ``MIRROR[i]`` of the input (e.g. the new right outer eye corner 36 is the old
+    left one 45). ``width``: the image width in the points' coordinate frame, giving the points of
+    ``image[:, ::-1]`` (with pixel-centre coordinates use ``width = W - 1``); None gives x -> -x, which is
+    enough for the (translation-invariant) features. NaN rows stay NaN. Mirroring twice is the identity.
     """
     p = np.asarray(points, dtype=np.float64)[:, MIRROR].copy()
-    p[..., 0] *= -1
+    p[..., 0] = (0.0 if width is None else float(width)) - p[..., 0]
     return p
+
+
+def mirror_augment(points: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Training data doubled with mirrored faces: ((2n, 68, 2) points, (2n,) labels), originals first."""
+    points = np.asarray(points, dtype=np.float64)
+    return np.concatenate([points, mirror_points(points)]), np.concatenate([np.asarray(y), np.asarray(y)])
 
 
 def normalise(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

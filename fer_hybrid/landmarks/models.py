@@ -277,14 +277,10 @@ class LandmarkEnsemble:
         from xgboost import XGBClassifier
 
         path = Path(path)
-        try:
-            desc = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise EnsembleFileError(f"{path}: no such ensemble descriptor") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise EnsembleFileError(f"{path}: not a readable ensemble descriptor ({e})") from None
+        desc = _atomic.read_json(path, EnsembleFileError, "ensemble descriptor")
         if not isinstance(desc, dict) or desc.get("format") != FORMAT or desc.get("format_version") != FORMAT_VERSION:
             raise EnsembleFileError(f"{path}: not a {FORMAT} v{FORMAT_VERSION} descriptor")
+        _check_descriptor(desc, path)
         members, weights = {}, {}
         for m in desc["members"]:
             f = path.parent / m["file"]
@@ -302,11 +298,36 @@ class LandmarkEnsemble:
                 raise EnsembleFileError(f"{path}: cannot load member {f.name}: {type(e).__name__}: {e}") from None
             members[m["name"]] = model
             weights[m["name"]] = float(m["weight"])
-        features = LandmarkFeatures(**desc["features"]["params"]).fit(np.zeros((1, 68, 2)))
+        try:
+            features = LandmarkFeatures(**desc["features"]["params"]).fit(np.zeros((1, 68, 2)))
+        except TypeError as e:
+            raise EnsembleFileError(f"{path}: bad feature settings ({e})") from None
         if len(features.feature_names_) != desc["features"]["n_features"]:
             raise EnsembleFileError(f"{path}: expects {desc['features']['n_features']} features but this version of "
                                     f"LandmarkFeatures makes {len(features.feature_names_)}")
         return cls(members, weights, features, tuple(desc["classes"]), bool(desc.get("tta_mirror")), n_jobs)
+
+
+_MEMBER_KEYS = ("name", "kind", "file", "weight")
+
+
+def _check_descriptor(desc: dict, path: Path) -> None:
+    """EnsembleFileError unless ``desc`` has a non-empty "members" list of complete entries and a
+    "features" section with params and n_features."""
+    members = desc.get("members")
+    if not isinstance(members, list) or not members:
+        raise EnsembleFileError(f"{path}: descriptor has no \"members\" list (damaged or not an ensemble)")
+    for i, m in enumerate(members):
+        missing = [k for k in _MEMBER_KEYS if not isinstance(m, dict) or k not in m]
+        if missing:
+            raise EnsembleFileError(f"{path}: member entry {i} lacks {', '.join(missing)}")
+        if m["kind"] not in KINDS:
+            raise EnsembleFileError(f"{path}: member {m['name']!r} has unknown kind {m['kind']!r}; valid: {', '.join(KINDS)}")
+    feats = desc.get("features")
+    if not isinstance(feats, dict) or not isinstance(feats.get("params"), dict) or "n_features" not in feats:
+        raise EnsembleFileError(f"{path}: descriptor has no valid \"features\" section")
+    if not isinstance(desc.get("classes"), list):
+        raise EnsembleFileError(f"{path}: descriptor has no \"classes\" list")
 
 
 def search(kind: str, grid: Sequence[Mapping], X: np.ndarray, y: np.ndarray, X_val: np.ndarray,
