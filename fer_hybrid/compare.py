@@ -95,7 +95,8 @@ def _number(report: dict, dotted: str, integer: bool = False, required: bool = T
 def _weights(report: dict) -> str:
     w = report.get("weights")
     if w is None:
-        return "none (random init)" if report.get("kind") in ("cnn", "baseline") else "–"
+        trained_by_epochs = report.get("epochs") is not None or report.get("seconds_per_epoch") is not None
+        return "none (random init)" if report.get("kind") in ("cnn", "baseline") and trained_by_epochs else "–"
     return str(w)
 
 
