@@ -19,6 +19,7 @@ from typing import Callable, Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from .artifacts import models_dir, read_manifest
+from .images import to_gray
 from .labels import STUDY_EMOTIONS
 
 
@@ -112,19 +113,7 @@ def to_gray_faces(faces, size: int | tuple[int, int] = 48) -> np.ndarray:
         return faces
     out = np.empty((len(faces), *hw), dtype=np.uint8)
     for i, f in enumerate(faces):
-        f = np.asarray(f)
-        if f.ndim == 3 and f.shape[2] == 1:
-            f = f[..., 0]
-        if f.size == 0 or not (f.ndim == 2 or (f.ndim == 3 and f.shape[2] in (3, 4))):
-            raise ValueError(f"face {i} has shape {f.shape}; expected (h, w) gray or (h, w, 3) BGR")
-        if f.dtype != np.uint8:
-            if not np.all(np.isfinite(f)):
-                raise ValueError(f"face {i} has non-finite pixel values")
-            # 16-bit images (0..65535) are scaled to 0..255 like cv2.imread(..., IMREAD_GRAYSCALE); others clipped
-            f = cv2.convertScaleAbs(f, alpha=1 / 256) if f.dtype == np.uint16 else np.clip(f, 0, 255).astype(np.uint8)
-        if f.ndim == 3:
-            code = cv2.COLOR_BGRA2GRAY if f.shape[2] == 4 else cv2.COLOR_BGR2GRAY
-            f = cv2.cvtColor(f, code)
+        f = to_gray(f, what=f"face {i}")
         out[i] = f if f.shape == hw else cv2.resize(f, hw[::-1], interpolation=cv2.INTER_AREA)
     return out
 

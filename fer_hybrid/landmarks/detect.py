@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..images import to_gray  # noqa: F401  (re-exported: detect.to_gray)
+
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 
 
@@ -27,22 +29,6 @@ def shape_predictor_path() -> Path:
     if not path.exists():
         raise LandmarkModelMissing(f"{path} not found; reinstall face-recognition-models")
     return path
-
-
-def to_gray(image: np.ndarray) -> np.ndarray:
-    """uint8 (h, w) from a gray (h, w), BGR (h, w, 3) or BGRA (h, w, 4) image."""
-    import cv2
-
-    image = np.asarray(image)
-    if image.ndim == 3 and image.shape[2] == 1:
-        image = image[..., 0]
-    if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
-    if image.ndim != 2:
-        raise ValueError(f"expected a gray or BGR image, got shape {image.shape}")
-    if image.dtype != np.uint8:
-        image = np.clip(image, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(image)
 
 
 @functools.lru_cache(maxsize=1)
