@@ -195,3 +195,19 @@ def test_baseline_accepts_a_local_backbone_weights_file(tmp_path):
     rebuilt = build_model("baseline", weights=path)
     np.testing.assert_array_equal(np.asarray(source.get_layer(BACKBONE).weights[0]),
                                   np.asarray(rebuilt.get_layer(BACKBONE).weights[0]))
+
+
+@pytest.mark.parametrize("name", ["vgg16", "vggface"])
+def test_plain_vgg_nets_from_scratch_get_he_init_scaled_to_the_pixel_range(name):
+    """Without BatchNorm these nets only train from scratch with He init (Glorot stayed at the prior)."""
+    from fer_hybrid.cnn.backbones import PIXEL_STD_255
+    model = _build(name)
+    backbone = model.get_layer(BACKBONE)
+    convs = [layer for layer in backbone.layers if isinstance(layer, keras.layers.Conv2D)]
+    first, deep = np.asarray(convs[0].kernel), np.asarray(convs[-1].kernel)
+    assert first.std() == pytest.approx(np.sqrt(2 / (9 * 3)) / PIXEL_STD_255, rel=0.15)
+    assert deep.std() == pytest.approx(np.sqrt(2 / (9 * 512)), rel=0.05)
+    # activations start at unit scale, so the softmax is not saturated at init
+    proba = np.asarray(model(_pixels(8), training=False))
+    assert proba.max() < 0.99
+

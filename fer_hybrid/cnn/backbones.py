@@ -182,8 +182,35 @@ def _baseline(spec, num_classes, input_size, weights, filters=(32, 64, 128), con
     return _classifier(spec, backbone, input_size, num_classes, dropout=dropout, hidden=hidden)
 
 
-def _application(constructor: str):
-    """Factory for a keras.applications net with include_top=False; weights go to its constructor."""
+# Std of FER2013 training pixels on the 0..255 scale (measured: 64.96); the caffe/VGGFace preprocessing
+# only subtracts a mean, so this is the scale of what the first conv of vgg16/vggface sees.
+PIXEL_STD_255 = 65.0
+
+
+def he_init(model: keras.Model, input_std: float = 1.0) -> keras.Model:
+    """Re-draw every Conv2D/Dense kernel of ``model`` from He-normal (biases stay 0); returns ``model``.
+
+    Plain ReLU stacks without BatchNorm (VGG16, VGGFace) stay at the class prior when trained from
+    random Glorot init (measured here: VGGFace at 48 px, 0.30 train accuracy after one epoch);
+    He et al. (2015) initialisation is what makes them trainable from scratch. ``input_std`` is the
+    std of the model's input: the first layer's variance is divided by its square so activations
+    start at unit scale. Only used with weights=None: loaded weights overwrite every kernel anyway.
+    """
+    first = True
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+            scale = 2.0 / (input_std ** 2 if first else 1.0)
+            init = keras.initializers.VarianceScaling(scale, mode="fan_in", distribution="untruncated_normal")
+            layer.kernel.assign(init(tuple(layer.kernel.shape), dtype=layer.kernel.dtype))
+            first = False
+    return model
+
+
+def _application(constructor: str, scratch_he_init: bool = False):
+    """Factory for a keras.applications net with include_top=False; weights go to its constructor.
+
+    scratch_he_init: with weights=None, re-initialise kernels with :func:`he_init` (nets without BatchNorm).
+    """
 
     def factory(spec, num_classes, input_size, weights, dropout=0.5, hidden=0, **app_kw):
         ctor = getattr(keras.applications, constructor)
@@ -197,6 +224,8 @@ def _application(constructor: str):
                 f"ImageNet weights for {constructor} are not in the Keras cache ({keras_cache_dir() / 'models'}) and "
                 f"could not be downloaded ({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}); "
                 f"download the keras.applications no-top file into that folder, or pass weights=<path>") from e
+        if weights is None and scratch_he_init:
+            he_init(backbone, input_std=PIXEL_STD_255)
         return _classifier(spec, backbone, input_size, num_classes, dropout=dropout, hidden=hidden)
 
     factory.__name__ = f"_{constructor.lower()}"
@@ -208,6 +237,8 @@ def _vggface(spec, num_classes, input_size, weights, dropout=0.5, hidden=0):
     if weights == "vggface":
         weights = vggface_weights_file(include_top=False)
     backbone = VGGFace(include_top=False, input_shape=(input_size, input_size, 3), weights=weights, name=BACKBONE)
+    if weights is None:
+        he_init(backbone, input_std=PIXEL_STD_255)
     return _classifier(spec, backbone, input_size, num_classes, dropout=dropout, hidden=hidden)
 
 
@@ -231,7 +262,7 @@ for _spec in (
                  description="keras.applications MobileNetV2 (alpha 1.0)"),
     BackboneSpec("resnet50", 48, 3, "caffe", _IMAGENET, _application("ResNet50"),
                  description="keras.applications ResNet50"),
-    BackboneSpec("vgg16", 48, 3, "caffe", _IMAGENET, _application("VGG16"), description="keras.applications VGG16"),
+    BackboneSpec("vgg16", 48, 3, "caffe", _IMAGENET, _application("VGG16", scratch_he_init=True), description="keras.applications VGG16"),
     BackboneSpec("vggface", 48, 3, "vggface", {"vggface": WEIGHT_FILES[False][1]}, _vggface,
                  description="VGGFace VGG16 (rcmalli keras-vggface v2.0 weights)"),
 ):
