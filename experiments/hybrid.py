@@ -20,7 +20,8 @@ Method
 4. Choice. The variant with the best val accuracy is shipped to models/hybrid/ (descriptor naming the CNN
    and landmark files + the fusion head) and recorded in the manifest; every variant gets a report
    (kind "hybrid") in experiments/reports/hybrid-<variant>/ with its own loadable descriptor.
-5. CNN ensemble (``--cnn-ensemble A,B``): the average of our CNNs (flip TTA if it helps on val) gets its own
+5. CNN ensemble (``--cnn-ensemble A,B``): a weighted average of our CNNs — members and weights by greedy
+   ensemble selection with replacement on val accuracy (Caruana et al. 2004), flip TTA if it helps on val — gets its own
    report (kind "cnn"), and the fusions are repeated on top of it; it replaces the single CNN in the shipped
    hybrid only if that wins on val.
 6. FER+ cross-check. Every report also carries test accuracy against the FER+ majority label
@@ -157,14 +158,23 @@ def landmark_parts(lm_json: Path, source, data, n_jobs: int) -> dict:
     return lm, cached(cache_dir() / f"hybrid-lm-{file_sha256(lm_json)[:20]}-{data.sha256[:12]}.npz", compute)
 
 
-def combine_cnns(parts: list[dict], flip: bool) -> dict:
-    """{split: (proba (n, 5), embedding (n, sum d))} of the average of CNNs, with or without flip TTA."""
+def combine_cnns(parts: list[dict], flip: bool, weights=None) -> dict:
+    """{split: (proba (n, 5), embedding (n, sum d))} of the (weighted) average of CNNs, with or without flip TTA."""
     out = {}
     for s in SPLITS:
         ps = [(q[f"{s}_p"] + q[f"{s}_p_flip"]) / 2 if flip else q[f"{s}_p"] for q in parts]
         es = [(q[f"{s}_e"] + q[f"{s}_e_flip"]) / 2 if flip else q[f"{s}_e"] for q in parts]
-        out[s] = (np.mean(ps, axis=0), np.concatenate(es, axis=1).astype(np.float64))
+        out[s] = (np.average(ps, axis=0, weights=weights), np.concatenate(es, axis=1).astype(np.float64))
     return out
+
+
+def select_members(members: list[str], parts: dict, flip: bool, y_val: np.ndarray) -> dict[str, float]:
+    """{member: weight > 0} by greedy ensemble selection on val (fer_hybrid.fusion.ensemble_selection)."""
+    vals = [combine_cnns([parts[m]], flip)["val"][0] for m in members]
+    from fer_hybrid import fusion as fz
+
+    w = fz.ensemble_selection(vals, y_val)
+    return {m: float(x) for m, x in zip(members, w) if x > 0}
 
 
 def val_accuracy(p: np.ndarray, y: np.ndarray) -> float:
@@ -265,31 +275,35 @@ def run(args: argparse.Namespace) -> int:
     stacks = {args.cnn: [args.cnn]}
     if args.cnn_ensemble:
         stacks["ens"] = [n for n in args.cnn_ensemble.split(",") if n]
-    candidates = []  # (val accuracy, variant name, cnn names, flip, fuser)
+    candidates = []  # (val accuracy, variant name, cnn names, flip, fuser, inputs, member weights)
     for key, members in stacks.items():
         flip = max((False, True), key=lambda f: val_accuracy(combine_cnns([parts[m] for m in members], f)["val"][0],
                                                              data.val.y))
-        cnn = combine_cnns([parts[m] for m in members], flip)
-        print(f"CNN {'+'.join(members)} (flip TTA {flip}): val {val_accuracy(cnn['val'][0], data.val.y):.4f}")
+        chosen = select_members(members, parts, flip, data.val.y) if key == "ens" else {members[0]: 1.0}
+        members, member_w = list(chosen), list(chosen.values())
+        cnn = combine_cnns([parts[m] for m in members], flip, member_w)
+        print(f"CNN {'+'.join(members)} weights {np.round(member_w, 3).tolist()} (flip TTA {flip}): "
+              f"val {val_accuracy(cnn['val'][0], data.val.y):.4f}")
         X = fusion_inputs(cnn, lmp)
         for variant, fuser in fit_fusions(X, data, heads, args.n_jobs).items():
             name = f"hybrid-{variant}" if key == args.cnn else f"hybrid-ens-{variant}"
-            candidates.append((fuser.val_accuracy_, name, members, flip, fuser, X))
+            candidates.append((fuser.val_accuracy_, name, members, flip, fuser, X, member_w))
         if key == "ens":
-            write_ensemble_report(out_root, members, files, flip, cnn, data, fp_labels, weights, command)
+            write_ensemble_report(out_root, members, files, flip, cnn, data, fp_labels, weights, command, member_w)
 
     best = max(candidates, key=lambda c: c[0])
-    for val_acc, name, members, flip, fuser, X in candidates:
+    for val_acc, name, members, flip, fuser, X, member_w in candidates:
         proba = {s: fz.with_fallback(fuser.predict_proba(X[s]), X[s]["cnn_proba"])[0] for s in SPLITS}
         metrics = split_metrics(proba, data, fp_labels)
-        cnn_pred = CNNEnsemblePredictor.from_files([files[m] for m in members], flip_tta=flip)
+        cnn_pred = CNNEnsemblePredictor.from_files([files[m] for m in members], flip_tta=flip, weights=member_w)
         hp = HybridPredictor(cnn_pred, lm, fuser, landmark_model=lm_json)
         desc = hp.save(out_root / name / "hybrid.json", models_root=models_root,
                        extra={"val_accuracy": val_acc, "variant": name})
         fallback = {s: int((~np.isfinite(X[s]["lm_features"]).all(1) | ~np.isfinite(X[s]["lm_proba"]).all(1)).sum())
                     for s in SPLITS}
         write(out_root, name, "hybrid", metrics, hp, desc, data, weights, command, head_params=head_params(fuser),
-              backbone=f"{'+'.join(members)} (flip TTA {flip}) + landmark ensemble, {fuser.method} fusion",
+              backbone=f"{'+'.join(members)} (weights {np.round(member_w, 3).tolist()}, flip TTA {flip}) "
+                       f"+ landmark ensemble, {fuser.method} fusion",
               fusion=fuser.get_config(), selection_val_accuracy=val_acc,
               selection_note=("out-of-fold (5-fold CV inside val)" if fuser.method == "stacking" else
                               "val accuracy of the head trained on train" if fuser.method == "feature" else
@@ -303,8 +317,8 @@ def run(args: argparse.Namespace) -> int:
     if args.no_ship:
         print(f"best by val: {best[1]} ({best[0]:.4f}); not shipped (--no-ship)")
         return 0
-    val_acc, name, members, flip, fuser, X = best
-    cnn_pred = CNNEnsemblePredictor.from_files([files[m] for m in members], flip_tta=flip)
+    val_acc, name, members, flip, fuser, X, member_w = best
+    cnn_pred = CNNEnsemblePredictor.from_files([files[m] for m in members], flip_tta=flip, weights=member_w)
     for m, f in files.items():
         if m in members and f.resolve().parent != models_root.resolve():
             print(f"error: {f} is not in {models_root}; ship the CNN first (cnn_transfer.py --ship)", file=sys.stderr)
@@ -323,19 +337,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_ensemble_report(out_root: Path, members, files, flip, cnn, data, fp_labels, weights, command) -> None:
-    """Report (kind "cnn") for the plain average of our CNNs, with a loadable descriptor beside it."""
+def write_ensemble_report(out_root: Path, members, files, flip, cnn, data, fp_labels, weights, command,
+                          member_w) -> None:
+    """Report (kind "cnn") for the weighted average of our CNNs, with a loadable descriptor beside it."""
     from fer_hybrid.hybrid import CNNEnsemblePredictor, save_cnn_ensemble
 
     name = "cnn-ensemble-" + "+".join(members)
     metrics = split_metrics({s: cnn[s][0] for s in SPLITS}, data, fp_labels)
-    pred = CNNEnsemblePredictor.from_files([files[m] for m in members], flip_tta=flip, name=name)
+    pred = CNNEnsemblePredictor.from_files([files[m] for m in members], flip_tta=flip, name=name, weights=member_w)
     desc = save_cnn_ensemble(pred, out_root / name / "ensemble.json", models_root=files[members[0]].parent,
                              extra={"members": members})
     write(out_root, name, "cnn", metrics, pred, desc, data, weights, command,
-          backbone=f"average of {', '.join(members)} (flip TTA {flip}, chosen on val)", tta=flip,
-          cnn_files=[files[m].name for m in members], labels_trained_on="FER2013 (original labels)",
-          notes="plain average of our CNNs' softmax outputs; flip TTA chosen on val")
+          backbone=f"weighted average of {', '.join(members)} (weights {np.round(member_w, 3).tolist()}, "
+                   f"flip TTA {flip}, both chosen on val)", tta=flip,
+          cnn_files=[files[m].name for m in members], member_weights=[float(w) for w in member_w],
+          labels_trained_on="FER2013 (original labels)",
+          notes="weighted average of our CNNs' softmax outputs; members and weights by greedy ensemble selection "
+                "(Caruana et al. 2004) on val accuracy, flip TTA chosen on val; test only reported")
 
 
 def main(argv=None) -> int:

@@ -273,6 +273,28 @@ def from_config(config: Mapping, model=None):
     raise ValueError(f"unknown fusion method {method!r}; valid: {', '.join(METHODS)}")
 
 
+def ensemble_selection(probas: Sequence[np.ndarray], y: np.ndarray, rounds: int = 25) -> np.ndarray:
+    """float64 (m,) weights summing to 1 for averaging m models' (n, k) probabilities.
+
+    Greedy forward selection with replacement (Caruana et al., 2004): start from the best single model,
+    then ``rounds - 1`` times add the member (again, possibly) whose inclusion gives the highest accuracy
+    on (probas, y) — ties broken by lower log-loss, then by order. Weights are the selection counts /
+    rounds, so weak or redundant members end with weight 0. Fit it on val only.
+    """
+    probas = [np.asarray(p, dtype=np.float64) for p in probas]
+    if not probas:
+        raise ValueError("ensemble_selection needs at least one model")
+    y = np.asarray(y)
+    counts = np.zeros(len(probas))
+    total = np.zeros_like(probas[0])
+    for r in range(int(rounds)):
+        scores = [(_accuracy(total + p, y), -_log_loss((total + p) / (r + 1), y)) for p in probas]
+        best = max(range(len(probas)), key=lambda i: scores[i])
+        counts[best] += 1
+        total += probas[best]
+    return counts / counts.sum()
+
+
 def choose(fusers: Sequence) -> object:
     """The fitted fuser with the highest ``val_accuracy_`` (first wins ties)."""
     return max(fusers, key=lambda f: f.val_accuracy_)

@@ -80,17 +80,23 @@ class _Member:
 
 
 class CNNEnsemblePredictor:
-    """Average of CNNs (each: float32 (n, 48, 48, 1) gray 0..255 -> softmax (n, k)), optional flip TTA.
+    """Weighted average of CNNs (each: float32 (n, 48, 48, 1) gray 0..255 -> softmax (n, k)), optional flip TTA.
 
     ``models``: Keras models; ``files``: their paths (recorded on save); ``flip_tta``: also average the
-    prediction of the horizontally mirrored face; ``embedding_layer``: preferred embedding layer name.
+    prediction of the horizontally mirrored face; ``embedding_layer``: preferred embedding layer name;
+    ``weights``: (m,) non-negative member weights (default equal; normalised to sum 1).
     """
 
     def __init__(self, models: Sequence, name: str = "cnn-ensemble", flip_tta: bool = False,
                  files: Sequence[str | Path] | None = None, embedding_layer: str = EMBEDDING_LAYER,
-                 classes: Sequence[str] = STUDY_EMOTIONS, batch_size: int = 256):
+                 classes: Sequence[str] = STUDY_EMOTIONS, batch_size: int = 256,
+                 weights: Sequence[float] | None = None):
         if not models:
             raise ValueError("a CNN ensemble needs at least one model")
+        w = np.ones(len(models)) if weights is None else np.asarray(weights, dtype=np.float64)
+        if w.shape != (len(models),) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"weights must be {len(models)} non-negative numbers with a positive sum, got {weights}")
+        self.weights = w / w.sum()
         self.members = [_Member(m, embedding_layer if embedding_layer in [l.name for l in m.layers] else None)
                         for m in models]
         self.name = name
@@ -119,14 +125,14 @@ class CNNEnsemblePredictor:
         for s in range(0, n, self.batch_size):
             chunk = [v[s:s + self.batch_size] for v in views]
             p_sum, e_parts = 0.0, []
-            for m in self.members:
+            for m, w_m in zip(self.members, self.weights):
                 e_sum = 0.0
                 for v in chunk:
                     xv = v if v.shape[1:] == m.input_hw else to_gray_faces(v, m.input_hw)
                     p, e = m(xv[..., None])
-                    p_sum, e_sum = p_sum + p, e_sum + e
+                    p_sum, e_sum = p_sum + w_m * p, e_sum + e
                 e_parts.append(e_sum / len(chunk))
-            probas.append(p_sum / (len(self.members) * len(chunk)))
+            probas.append(p_sum / len(chunk))
             embs.append(np.concatenate(e_parts, axis=1))
         return np.concatenate(probas), np.concatenate(embs)
 
@@ -144,6 +150,7 @@ class CNNEnsemblePredictor:
             raise ValueError("this CNN ensemble was built from in-memory models; build it with from_files to save it")
         return {"files": [_relative(f, models_root) for f in self.files],
                 "sha256": [file_sha256(f) for f in self.files], "flip_tta": self.flip_tta,
+                "weights": [float(w) for w in self.weights],
                 "embedding_layers": [m.layer for m in self.members]}
 
 
@@ -181,7 +188,8 @@ def _load_cnns(desc_cnn: dict, root: Path, path: Path, name: str, verify: bool =
                                 "re-run the command that made this descriptor")
     layers = desc_cnn.get("embedding_layers") or [EMBEDDING_LAYER] * len(files)
     models = [load_keras_model(f) for f in files]
-    cnn = CNNEnsemblePredictor(models, name=name, flip_tta=bool(desc_cnn.get("flip_tta")), files=files)
+    cnn = CNNEnsemblePredictor(models, name=name, flip_tta=bool(desc_cnn.get("flip_tta")), files=files,
+                               weights=desc_cnn.get("weights"))
     for m, layer in zip(cnn.members, layers):
         if m.layer != layer:
             raise ArtifactError(f"{path}: embedding layer {layer!r} recorded, found {m.layer!r}")

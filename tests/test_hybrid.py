@@ -177,6 +177,45 @@ def test_cnn_ensemble_average_flip_and_round_trip(tiny_keras, sample_data, tmp_p
     np.testing.assert_array_equal(load_cnn_ensemble_predictor(desc).predict_proba(x), ens.predict_proba(x))
 
 
+def test_ensemble_selection_drops_a_useless_member_and_keeps_complementary_ones():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, K, 400)
+    onehot = np.eye(K)[y]
+    noise = rng.dirichlet(np.ones(K), 400)
+    # a and b are each right on a different half; c is confidently wrong everywhere
+    half = np.arange(400) < 200
+    a = np.where(half[:, None], 0.6 * onehot + 0.4 * noise, noise)
+    b = np.where(half[:, None], noise, 0.6 * onehot + 0.4 * noise)
+    c = 0.9 * np.eye(K)[(y + 1) % K] + 0.02
+    w = fz.ensemble_selection([a, b, c], y, rounds=20)
+    assert w.shape == (3,) and w.sum() == pytest.approx(1.0)
+    assert w[2] == 0 and w[0] > 0 and w[1] > 0
+    assert fz._accuracy(w[0] * a + w[1] * b, y) > max(fz._accuracy(a, y), fz._accuracy(b, y))
+    with pytest.raises(ValueError, match="at least one"):
+        fz.ensemble_selection([], y)
+
+
+def test_cnn_ensemble_weights_are_applied_saved_and_validated(tiny_keras, sample_data, tmp_path):
+    x = sample_data.test.x
+    p = CNNEnsemblePredictor([tiny_keras]).predict_proba(x)
+    pf = CNNEnsemblePredictor([tiny_keras]).predict_proba(x[:, :, ::-1])
+    # a two-member "ensemble" of the same net on plain and mirrored input via flip: weights 3:1 of one net = itself
+    ens = CNNEnsemblePredictor([tiny_keras, tiny_keras], weights=[3, 1])
+    np.testing.assert_allclose(ens.weights, [0.75, 0.25])
+    np.testing.assert_allclose(ens.predict_proba(x), p, atol=1e-6)
+    assert not np.allclose(p, pf)  # the fixture net is not mirror-symmetric, so flip is a real check below
+    root = tmp_path / "models"
+    root.mkdir()
+    shutil.copy(TINY_CNN, root / "tiny.keras")
+    ens = CNNEnsemblePredictor.from_files([root / "tiny.keras", root / "tiny.keras"], weights=[1, 0])
+    desc = save_cnn_ensemble(ens, root / "cnn_ensemble" / "ensemble.json")
+    assert json.loads(desc.read_text())["cnn"]["weights"] == [1.0, 0.0]
+    np.testing.assert_array_equal(load_cnn_ensemble_predictor(desc).predict_proba(x), ens.predict_proba(x))
+    for bad in ([1], [-1, 2], [0, 0], [np.nan, 1]):
+        with pytest.raises(ValueError, match="weights must be 2"):
+            CNNEnsemblePredictor([tiny_keras, tiny_keras], weights=bad)
+
+
 # ------------------------------------------------------------------------------------------
 # hybrid predictor
 # ------------------------------------------------------------------------------------------
