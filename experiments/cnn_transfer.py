@@ -98,15 +98,18 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
 
     # 5. Report: same schema as every experiment, plus training curves.
     image_size = model.layers[1].output.shape[1] if args.image_size is None else args.image_size
+    notes = ("trained from random initialisation (weights=None): no pretrained weights can be downloaded on "
+             "this machine" if args.weights is None else f"initial weights: {args.weights}")
+    if result.best_epoch >= result.epochs_run:
+        notes += (f"; the best val accuracy came at the last of {result.epochs_run} epochs: the run was cut by its "
+                  "epoch budget (CPU time), not by early stopping, so the model is under-trained")
     report = reports.make_report(
         name=name, kind=kind, weights=args.weights, metrics=metrics, command=command,
         seconds_per_epoch=result.seconds_per_epoch, ms_per_face=latency, params=int(model.count_params()),
         artifact=reports.artifact_info(artifact_path, ROOT), data={"source": Path(data.source).name, "sha256": data.sha256},
         backbone=args.backbone, image_size=image_size, epochs=result.epochs_run, best_epoch=result.best_epoch,
         precision=result.precision, tta=args.tta, config=cfg.to_dict(), history=result.history,
-        notes=("trained from random initialisation (weights=None): no pretrained weights can be downloaded on "
-               "this machine" if args.weights is None else f"initial weights: {args.weights}"),
-        figures=["training_curves.png"])
+        notes=notes, figures=["training_curves.png"])
     reports.save_history_png(result.history, out_dir / "training_curves.png", title=name)
     path = reports.write_report(report, out_dir)
     if args.ship:
