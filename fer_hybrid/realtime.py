@@ -17,16 +17,29 @@ optional duck-typed extras are used when present:
 * ``last_timings = {"landmarks": s, "classification": s}`` set after a call - splits the time report.
 
 A NaN probability row (no landmarks) gives ``label: null`` and ``no_landmarks: true``; never a guess.
+
+Pipelining (default; ``--no-pipeline`` turns it off): each frame goes through two stages,
+A = decode + gray + detect/track -> boxes (:meth:`RealtimeRunner.locate`) and B = crop + predict +
+smooth (:meth:`RealtimeRunner.classify`) + annotate + write/show. With the pipeline, stage A runs in one
+background thread (:class:`fer_hybrid.video.Prefetch`) up to :data:`PIPELINE_DEPTH` frames ahead while
+the main thread does stage B. dlib's HOG detector (checked: Python code runs during its calls), its
+correlation tracker, OpenCV and TensorFlow/XGBoost release the GIL in their C++ parts, so the two
+stages overlap on two cores (experiments/bench_realtime.py measures both modes and the CPU use).
+The tracker is only touched by stage A and each track's smoother only by stage B, in frame order, so
+the output (boxes, ids, probabilities, smoothing, JSONL) is identical to the sequential mode.
+Windows (cv2.imshow / waitKey) stay in the main thread.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import itertools
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -34,6 +47,7 @@ from .labels import STUDY_EMOTIONS
 
 EXIT_BAD_INPUT = 2
 DEFAULT_TF_THREADS = 1  # measured: see experiments/reports/bench-realtime/benchmark.md
+PIPELINE_DEPTH = 2      # frames stage A may run ahead of stage B (bounded queue; see stream())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,6 +112,18 @@ class FaceResult:
             ok_pts = bool(np.all(np.isfinite(self.landmarks)))
             out["landmarks"] = np.round(self.landmarks, 1).tolist() if ok_pts else None
         return out
+
+
+@dataclasses.dataclass
+class Located:
+    """Stage A's result for one frame: a snapshot of the face tracks (taken so that stage A can move
+    on to the next frame while stage B uses this one)."""
+    ids: list[int]                  # track ids, (k,)
+    boxes: np.ndarray               # int64 (k, 4) [x0, y0, x1, y1] frame pixels
+    detected: list[bool]            # (k,) box from the detector on this frame
+    smoothers: list                 # (k,) the tracks' ProbabilityEMA objects (updated by stage B only)
+    seconds: float                  # detection/tracking time of this frame, s
+    started: float                  # time.perf_counter() when stage A began on this frame
 
 
 def crop_faces(gray: np.ndarray, boxes: np.ndarray, margin: float = 0.0) -> tuple[list[np.ndarray], np.ndarray]:
@@ -178,33 +204,69 @@ class RealtimeRunner:
     def process(self, image: np.ndarray) -> list[FaceResult]:
         """Faces of one BGR frame (h, w, 3), with probabilities and smoothed probabilities.
 
-        ValueError for a frame that is not a non-empty uint8 gray (h, w) / BGR (h, w, 3) / BGRA image.
+        ``classify(image, locate(image))``. ValueError for a frame that is not a non-empty uint8
+        gray (h, w) / BGR (h, w, 3) / BGRA image.
         """
+        return self.classify(image, self.locate(image))
+
+    def locate(self, image: np.ndarray) -> Located:
+        """Stage A: advance the face tracker by one frame (detect or track) -> :class:`Located`.
+
+        Call it for the frames in order, from one thread at a time. ValueError for a bad frame.
+        """
+        started = time.perf_counter()
         image = np.asarray(image)
         if image.dtype != np.uint8 or image.size == 0 or not (
                 image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4))):
             raise ValueError(f"expected a non-empty uint8 gray or BGR frame, got {image.dtype} {image.shape}")
-        t0 = time.perf_counter()
         tracks = list(self.tracker.step(image))
-        timings = {"detection": time.perf_counter() - t0, "landmarks": 0.0, "classification": 0.0}
-        if not tracks:
+        boxes = np.array([np.round(t.box) for t in tracks], dtype=np.int64).reshape(-1, 4)
+        return Located([t.id for t in tracks], boxes, [bool(t.detected) for t in tracks],
+                       [t.smoother for t in tracks], time.perf_counter() - started, started)
+
+    def classify(self, image: np.ndarray, located: Located) -> list[FaceResult]:
+        """Stage B: probabilities of the located faces of ``image``, smoothed per track -> list[FaceResult].
+
+        Call it for the frames in the order they were located. Adds the frame's times to ``timings``.
+        """
+        image = np.asarray(image)
+        timings = {"detection": located.seconds, "landmarks": 0.0, "classification": 0.0}
+        k = len(located.ids)
+        if not k:
             self._add(timings)
             return []
-        boxes = np.array([np.round(t.box) for t in tracks], dtype=np.int64)
+        boxes = located.boxes
         proba, pts, t = self._predict(image, boxes)
         timings.update(t)
         self._add(timings)
         fell_back = getattr(self.predictor, "last_fallback", None)  # hybrid: rows answered by the CNN alone
-        if fell_back is None or len(fell_back) != len(tracks):
-            fell_back = [False] * len(tracks)
-        return [FaceResult(tr.id, boxes[i], proba[i], tr.smoother.update(proba[i]), tr.detected,
-                           None if pts is None else pts[i], "cnn" if fell_back[i] else None)
-                for i, tr in enumerate(tracks)]
+        if fell_back is None or len(fell_back) != k:
+            fell_back = [False] * k
+        return [FaceResult(located.ids[i], boxes[i], proba[i], located.smoothers[i].update(proba[i]),
+                           located.detected[i], None if pts is None else pts[i], "cnn" if fell_back[i] else None)
+                for i in range(k)]
 
     def _add(self, timings: dict) -> None:
         self.last_timings = timings
         for k, v in timings.items():
             self.timings[k] += v
+
+
+def stream(runner: RealtimeRunner, frames: Iterable, pipeline: bool = True,
+           depth: int = PIPELINE_DEPTH) -> Iterator[tuple]:
+    """``(frame, located)`` pairs for ``frames`` (items with an ``.image``, e.g. :class:`fer_hybrid.video.Frame`).
+
+    pipeline=True: iterating ``frames`` (decoding) and ``runner.locate`` run in one background thread,
+    up to ``depth`` frames ahead; exceptions from there are re-raised here. pipeline=False: both run
+    lazily in the caller's thread, one frame at a time. Either way, close the result (``with
+    contextlib.closing(...)``) before releasing the source.
+    """
+    located = ((f, runner.locate(f.image)) for f in frames)
+    if not pipeline:
+        return located
+    from .video import Prefetch
+
+    return Prefetch(located, depth, name="fer_hybrid-stage-a")
 
 
 def annotate(image: np.ndarray, faces: list[FaceResult], classes: Sequence[str], draw_landmarks: bool) -> None:
@@ -265,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"TensorFlow intra-op threads (default {DEFAULT_TF_THREADS}, measured fastest for "
                          "batch-1 inference on 2 cores; 0 = TF default)")
     ap.add_argument("--image-fps", type=float, default=10.0, help="frame rate of videos made from images")
+    ap.add_argument("--no-pipeline", dest="pipeline", action="store_false",
+                    help="run decoding + detection/tracking and classification one after the other in one "
+                         "thread (default: detection/tracking of the next frame overlaps classification)")
     return ap
 
 
@@ -386,31 +451,31 @@ def run(args) -> dict:
             raise CliError(f"cannot write output: {e}") from None
         frames = faces = 0
         ok = False
-        t_start = time.perf_counter()
+        t_start = t_last = time.perf_counter()
         fps_ema = None
         try:
-            for frame in source:
-                t0 = time.perf_counter()
-                results = runner.process(frame.image)
-                annotate(frame.image, results, runner.classes, args.landmarks)
-                dt = time.perf_counter() - t0
-                fps_ema = 1 / max(dt, 1e-6) if fps_ema is None else 0.9 * fps_ema + 0.1 / max(dt, 1e-6)
-                draw_fps(frame.image, fps_ema, name)
-                outputs.write(frame.image, {"index": frame.index, "timestamp": frame.timestamp,
-                                            "faces": [r.to_json(runner.classes) for r in results]})
-                frames += 1
-                faces += len(results)
-                if display:
-                    cv2.imshow(f"fer_hybrid - {name} (q/Esc quits)", frame.image)
-                    if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
-                        break
-                if args.max_frames and frames >= args.max_frames:
-                    break
+            wanted = itertools.islice(source, args.max_frames) if args.max_frames else source
+            with contextlib.closing(stream(runner, wanted, getattr(args, "pipeline", True))) as located:
+                for frame, loc in located:
+                    results = runner.classify(frame.image, loc)
+                    annotate(frame.image, results, runner.classes, args.landmarks)
+                    now = time.perf_counter()  # FPS = output rate: frame-to-frame time, whatever overlaps
+                    dt, t_last = max(now - t_last, 1e-6), now
+                    fps_ema = 1 / dt if fps_ema is None else 0.9 * fps_ema + 0.1 / dt
+                    draw_fps(frame.image, fps_ema, name)
+                    outputs.write(frame.image, {"index": frame.index, "timestamp": frame.timestamp,
+                                                "faces": [r.to_json(runner.classes) for r in results]})
+                    frames += 1
+                    faces += len(results)
+                    if display:
+                        cv2.imshow(f"fer_hybrid - {name} (q/Esc quits)", frame.image)
+                        if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                            break
             ok = True
         except KeyboardInterrupt:
             ok = True  # keep what was written so far
         except OSError as e:
-            raise CliError(f"cannot write output: {e}") from None
+            raise CliError(f"I/O error while reading the source or writing outputs: {e}") from None
         finally:
             written = outputs.close(ok)
             if display:
@@ -418,9 +483,10 @@ def run(args) -> dict:
     seconds = time.perf_counter() - t_start
     summary = {"model": name, "source": source.description, "frames": frames, "skipped": source.skipped,
                "faces": faces, "seconds": seconds, "fps": frames / seconds if seconds > 0 else 0.0,
-               "timings": runner.timings, "outputs": written}
+               "pipeline": bool(getattr(args, "pipeline", True)), "timings": runner.timings, "outputs": written}
+    mode = "pipelined" if summary["pipeline"] else "sequential"
     print(f"fer_hybrid.realtime: {frames} frames ({source.skipped} undecodable skipped), {faces} faces, "
-          f"{summary['fps']:.1f} FPS, model {name}, source {source.description}; "
+          f"{summary['fps']:.1f} FPS ({mode}), model {name}, source {source.description}; "
           + ("; ".join(written) if written else "no outputs written (use --output/--jsonl)"))
     return summary
 

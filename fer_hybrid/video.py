@@ -1,4 +1,5 @@
-"""Frame sources (camera, video file, image file or folder, the bundled sample) and atomic writers.
+"""Frame sources (camera, video file, image file or folder, the bundled sample), atomic writers, and
+:class:`Prefetch` (run an iterator one stage ahead in a background thread).
 
 A source yields :class:`Frame` items: ``index`` (0, 1, ... over decoded frames), ``timestamp`` in seconds
 (video position, time since start for a camera, ``index / fps`` for images) and ``image`` uint8 BGR
@@ -11,10 +12,12 @@ import contextlib
 import dataclasses
 import json
 import os
+import queue
 import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
@@ -278,3 +281,79 @@ class AtomicJsonlWriter:
     def abort(self) -> None:
         self._f.close()
         self.tmp.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Prefetch: produce items in a background thread while the caller consumes the previous ones
+# ---------------------------------------------------------------------------------------------
+class Prefetch:
+    """Iterate ``iterable`` in one background thread, at most ``depth`` items ahead of the consumer.
+
+    Items arrive in the iterable's order. An exception raised by the iterable (in the thread) is
+    re-raised, as the same object with its traceback, by the consumer's next ``next()``; items produced
+    before it are delivered first. :meth:`close` (also on ``with`` exit; always call it, e.g. via
+    ``contextlib.closing``) stops the producer after the item it is working on, joins the thread and
+    closes the iterable, so the resources it reads (e.g. a ``cv2.VideoCapture``) can be released
+    safely afterwards. All of the iterable's work happens in the thread, ``iter(iterable)`` included.
+    """
+
+    _ITEM, _ERROR, _DONE = range(3)
+
+    def __init__(self, iterable: Iterable, depth: int = 2, name: str = "fer_hybrid-prefetch"):
+        if depth < 1:
+            raise ValueError(f"depth must be >= 1, got {depth}")
+        self._iterable = iterable
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._finished = False
+        self._thread = threading.Thread(target=self._produce, name=name, daemon=True)
+        self._thread.start()
+
+    def _put(self, message: tuple) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(message, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self) -> None:
+        try:
+            for item in self._iterable:
+                if not self._put((self._ITEM, item)):
+                    return
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, re-raised there
+            self._put((self._ERROR, e))
+            return
+        self._put((self._DONE, None))
+
+    def __iter__(self) -> "Prefetch":
+        return self
+
+    def __next__(self):
+        if self._finished:
+            raise StopIteration
+        kind, value = self._queue.get()
+        if kind == self._ITEM:
+            return value
+        self._finished = True
+        self._thread.join()
+        if kind == self._ERROR:
+            raise value
+        raise StopIteration
+
+    def close(self) -> None:
+        """Stop the producer (after its current item) and wait for its thread; idempotent."""
+        self._finished = True
+        self._stop.set()
+        self._thread.join()
+        close = getattr(self._iterable, "close", None)
+        if callable(close):
+            close()  # e.g. a generator: runs its finally blocks, here in the caller's thread
+
+    def __enter__(self) -> "Prefetch":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
