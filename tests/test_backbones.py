@@ -211,3 +211,16 @@ def test_plain_vgg_nets_from_scratch_get_he_init_scaled_to_the_pixel_range(name)
     proba = np.asarray(model(_pixels(8), training=False))
     assert proba.max() < 0.99
 
+
+
+def test_from_scratch_batchnorm_momentum_is_capped_and_saved(tmp_path):
+    from fer_hybrid.cnn.backbones import SCRATCH_BN_MOMENTUM
+    model = _build("mobilenetv2")
+    bns = [la for la in model.get_layer(BACKBONE).layers if isinstance(la, keras.layers.BatchNormalization)]
+    assert bns and {la.momentum for la in bns} == {SCRATCH_BN_MOMENTUM}
+    # the cap survives a .keras round trip (it is part of each layer's config)
+    path = save_model(model, tmp_path / "m.keras")
+    from fer_hybrid.predictors import load_keras_model
+    again = load_keras_model(path)
+    assert {la.momentum for la in again.get_layer(BACKBONE).layers
+            if isinstance(la, keras.layers.BatchNormalization)} == {SCRATCH_BN_MOMENTUM}
