@@ -277,9 +277,12 @@ def run(args: argparse.Namespace) -> int:
         stacks["ens"] = [n for n in args.cnn_ensemble.split(",") if n]
     candidates = []  # (val accuracy, variant name, cnn names, flip, fuser, inputs, member weights)
     for key, members in stacks.items():
-        flip = max((False, True), key=lambda f: val_accuracy(combine_cnns([parts[m] for m in members], f)["val"][0],
-                                                             data.val.y))
-        chosen = select_members(members, parts, flip, data.val.y) if key == "ens" else {members[0]: 1.0}
+        options = []  # (val accuracy, flip, {member: weight}) for both flip settings
+        for f in (False, True):
+            chosen = select_members(members, parts, f, data.val.y) if key == "ens" else {members[0]: 1.0}
+            p_val = combine_cnns([parts[m] for m in chosen], f, list(chosen.values()))["val"][0]
+            options.append((val_accuracy(p_val, data.val.y), f, chosen))
+        _, flip, chosen = max(options, key=lambda o: o[0])
         members, member_w = list(chosen), list(chosen.values())
         cnn = combine_cnns([parts[m] for m in members], flip, member_w)
         print(f"CNN {'+'.join(members)} weights {np.round(member_w, 3).tolist()} (flip TTA {flip}): "
