@@ -96,7 +96,16 @@ def load_model(report: dict, models_root: Path, peers: Path):
         if path.suffix == ".keras":
             from fer_hybrid.hybrid import CNNEnsemblePredictor
 
-            return CNNEnsemblePredictor.from_files([path], flip_tta=bool(report.get("tta")), name=report["name"])
+            from fer_hybrid.verify import tta_policy
+
+            policy = tta_policy(report)
+            if policy in ("none", "flip"):
+                return CNNEnsemblePredictor.from_files([path], flip_tta=policy == "flip", name=report["name"])
+            from fer_hybrid.cnn.tta import TTAPredictor  # a multi-view policy (experiments/cnn_tta.py reports)
+
+            from fer_hybrid.predictors import load_keras_model
+
+            return TTAPredictor(load_keras_model(path), report["name"], policy)
         if path.suffix == ".json":
             return _load_descriptor(path, report)
     if report["name"] in list_models() and (models_root / model_spec(report["name"]).artifact).exists():
