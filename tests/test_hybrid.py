@@ -387,7 +387,12 @@ def test_hybrid_experiment_end_to_end_on_the_fixture(models_root, sample_tar, tm
                                  "--cnn-ensemble", "vggbn,second", "--heads", "logreg"])
     assert rc == 0
     names = {p.parent.name for p in reports.rglob("report.json")}
-    assert {"hybrid-late", "hybrid-stacking", "hybrid-feature-logreg", "cnn-ensemble-vggbn+second"} <= names
+    assert {"hybrid-late", "hybrid-stacking", "hybrid-feature-logreg"} <= names
+    # the ensemble report is named after the members greedy selection on val kept, with their weights
+    (ens,) = [n for n in names if n.startswith("cnn-ensemble-")]
+    assert set(ens.removeprefix("cnn-ensemble-").split("+")) <= {"vggbn", "second"}
+    weights = read_report(reports / ens / "report.json")["member_weights"]
+    assert len(weights) == len(ens.removeprefix("cnn-ensemble-").split("+")) and sum(weights) == pytest.approx(1)
     chosen = [n for n in names if n.startswith("hybrid") and read_report(reports / n / "report.json").get("chosen")]
     assert len(chosen) == 1 and read_manifest(root)["models"]["hybrid"]["report"].endswith(f"{chosen[0]}/report.json")
     assert load_predictor("hybrid", root=root).predict_proba(np.zeros((2, 48, 48), np.uint8)).shape == (2, 5)
