@@ -118,6 +118,18 @@ def to_gray_faces(faces, size: int | tuple[int, int] = 48) -> np.ndarray:
     return out
 
 
+def compiled_predict_fn(model) -> Callable[[np.ndarray], np.ndarray]:
+    """Numpy wrapper of one compiled ``tf.function`` of ``model``: float32 (m, h, w[, 1]) pixels in 0..255
+    at the network's input size -> float32 (m, k). Unlike ``predict_proba`` it does not round to uint8,
+    so warped TTA views go in as they are. Fast for single frames, unlike eager ``model(x)``/``model.predict``."""
+    import tensorflow as tf
+
+    _, h, w, c = model.input_shape
+    fn = tf.function(lambda t: model(t, training=False), reduce_retracing=True,
+                     input_signature=[tf.TensorSpec([None, h, w, c], tf.float32)])
+    return lambda x: np.asarray(fn(np.asarray(x, np.float32).reshape(-1, h, w, c)), dtype=np.float32)
+
+
 class KerasPredictor:
     """A Keras model taking float32 (n, h, w, 1) gray pixels in 0..255 and returning softmax (n, 5).
 
@@ -127,21 +139,18 @@ class KerasPredictor:
     """
 
     def __init__(self, model, name: str, classes: Sequence[str] = STUDY_EMOTIONS):
-        import tensorflow as tf
-
         self.model = model
         self.name = name
         self.classes = tuple(classes)
-        _, h, w, c = model.input_shape
+        _, h, w, _ = model.input_shape
         self.input_hw = (int(h), int(w))
-        self._fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True,
-                               input_signature=[tf.TensorSpec([None, h, w, c], tf.float32)])
+        self.predict_pixels = compiled_predict_fn(model)
 
     def predict_proba(self, faces) -> np.ndarray:
         x = to_gray_faces(faces, self.input_hw)
         if len(x) == 0:
             return np.zeros((0, len(self.classes)), np.float32)
-        return np.asarray(self._fn(x[..., None].astype(np.float32)), dtype=np.float32)
+        return self.predict_pixels(x)
 
     @classmethod
     def from_file(cls, path: str | Path, name: str) -> "KerasPredictor":

@@ -40,15 +40,13 @@ def tta_policy(report: dict) -> str:
     return str(tta) if tta else "none"
 
 
-def predict_with_policy(predict_proba, faces: np.ndarray, policy: str) -> np.ndarray:
-    """(n, 5) probabilities averaged over the policy's views (see fer_hybrid.cnn.tta)."""
+def predict_with_policy(predict_fn, faces: np.ndarray, policy: str) -> np.ndarray:
+    """(n, 5) probabilities averaged over the policy's views (fer_hybrid.cnn.tta.predict_tta)."""
     if policy == "none":
-        return predict_chunked(predict_proba, faces)
-    if policy == "flip":
-        return 0.5 * (predict_chunked(predict_proba, faces) + predict_chunked(predict_proba, faces[:, :, ::-1]))
+        return predict_chunked(predict_fn, faces)
     from .cnn.tta import predict_tta
 
-    return np.asarray(predict_tta(lambda x: predict_chunked(predict_proba, np.asarray(x)), faces, policy))
+    return np.asarray(predict_tta(predict_fn, faces, policy, CHUNK), np.float64)
 
 
 def verify_model(name: str, report: dict, data, split: str = "test", root: Path | None = None) -> dict:
@@ -58,7 +56,9 @@ def verify_model(name: str, report: dict, data, split: str = "test", root: Path 
     predictor = load_predictor(name, root)
     part = data.split(split)
     policy = tta_policy(report)
-    proba = predict_with_policy(predictor.predict_proba, part.x, policy)
+    # Keras models take the views as float pixels, as experiments/cnn_tta.py does (predict_proba rounds to uint8)
+    predict_fn = getattr(predictor, "predict_pixels", predictor.predict_proba)
+    proba = predict_with_policy(predict_fn, part.x, policy)
     # models that abstain (NaN rows: no landmarks) are scored like their reports: abstentions count as wrong
     metrics = metrics_from_proba(part.y, proba)
     recorded = report["metrics"][split]["accuracy"]

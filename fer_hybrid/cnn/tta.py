@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..labels import STUDY_EMOTIONS
+from ..predictors import compiled_predict_fn as keras_predict_fn  # noqa: F401 (re-exported: the TTA predict_fn)
 
 _CV_MAX_CHANNELS = 512  # cv2.warpAffine handles at most CV_CN_MAX channels per call
 
@@ -186,16 +187,6 @@ def policy_proba(predict_fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, 
     probs = view_proba(predict_fn, x, distinct, batch_size, progress)
     index = {v: i for i, v in enumerate(distinct)}
     return {p: probs[[index[v] for v in tta_policy(p)]].mean(axis=0) for p in policies}
-
-
-def keras_predict_fn(model) -> Callable[[np.ndarray], np.ndarray]:
-    """Numpy in/out wrapper of one compiled ``tf.function`` (float32 (m, h, w, 1) -> float32 (m, k))."""
-    import tensorflow as tf
-
-    _, h, w, c = model.input_shape
-    fn = tf.function(lambda t: model(t, training=False), reduce_retracing=True,
-                     input_signature=[tf.TensorSpec([None, h, w, c], tf.float32)])
-    return lambda x: fn(np.asarray(x, np.float32).reshape(-1, h, w, c)).numpy()
 
 
 class TTAPredictor:
