@@ -4,10 +4,12 @@ Method
 1. Data. FER2013 restricted to the five study emotions. Training fits, PublicTest ("val") chooses
    every setting (landmark method, hyper-parameters, ensemble weights, mirror TTA), PrivateTest
    ("test") is only reported.
-2. Landmarks. dlib's 68-point shape predictor on each 48x48 image upscaled 4x, with two ways to get
-   the face box: the fixed full-image box (FER2013 crops are pre-registered) and dlib's HOG detector.
-   Both run over all 35,887 images on all cores; we record time, faces/s and failure rates per split
-   and class, and compare a fixed XGBoost on each. The method with the better val accuracy is used.
+2. Landmarks. dlib's 68-point shape predictor on each 48x48 image upscaled 4x, three ways: the fixed
+   full-image box (FER2013 crops are pre-registered), the same averaged with the mirrored landmarks of
+   the flipped image ("fixed-mirror"), and dlib's HOG detector. Each runs over all 35,887 images on all
+   cores; we record time, faces/s and failure rates per split and class, and compare a fixed XGBoost
+   on each. Of the methods the predictor can run on a face crop (the two fixed-box ones), the one with
+   the better val accuracy is used; HOG is measured for comparison.
 3. Features. LandmarkFeatures: eye-centred, inter-ocular-scaled, eye-line-de-rotated coordinates plus
    named distances, ratios, angles, curvatures, symmetry terms and key-point pairwise distances.
 4. Members. XGBoost (early stopping on val), HistGradientBoosting, an MLP and logistic regression on
@@ -54,9 +56,9 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "fer2013" / "fer2013_images.tar
 XGB_BASE = dict(n_estimators=1500, learning_rate=0.12, max_bin=64, subsample=0.8, early_stopping_rounds=30)
 HGB_BASE = dict(learning_rate=0.12, max_iter=800, early_stopping=True, n_iter_no_change=30, max_bins=64)
 GRIDS = {
-    "xgboost": [dict(XGB_BASE, max_depth=6, colsample_bytree=0.2, min_child_weight=10, reg_lambda=10, gamma=0.5)],
-    "hgb": [dict(HGB_BASE, max_leaf_nodes=31, min_samples_leaf=40, l2_regularization=10.0, max_features=0.2),
-            dict(HGB_BASE, max_leaf_nodes=31, min_samples_leaf=80, l2_regularization=30.0, max_features=0.2)],
+    "xgboost": [dict(XGB_BASE, max_depth=6, colsample_bytree=0.2, min_child_weight=10, reg_lambda=10, gamma=0.5),
+                dict(XGB_BASE, max_depth=5, colsample_bytree=0.3, min_child_weight=20, reg_lambda=30, gamma=1.0)],
+    "hgb": [dict(HGB_BASE, max_leaf_nodes=31, min_samples_leaf=80, l2_regularization=30.0, max_features=0.2)],
     "mlp": [dict(hidden_layer_sizes=(512,), alpha=1e-1, learning_rate_init=1e-3, batch_size=256, max_iter=200,
                  n_iter_no_change=10)],
     "logreg": [dict(C=0.01), dict(C=0.003)],
@@ -64,6 +66,7 @@ GRIDS = {
 # the landmark-method comparison uses one quick, fixed XGBoost for both methods
 COMPARE_XGB = dict(n_estimators=300, learning_rate=0.25, max_depth=4, max_bin=32, subsample=0.8, colsample_bytree=0.3,
                    min_child_weight=5, reg_lambda=5, early_stopping_rounds=20)
+CROP_METHODS = ("fixed", "fixed-mirror")  # what LandmarkPredictor can run on a face crop
 TITLES = {"xgboost": "XGBoost", "hgb": "HistGradientBoosting", "mlp": "MLP", "logreg": "logistic regression",
           "ensemble": "soft-vote ensemble"}
 
@@ -126,27 +129,25 @@ def run(args: argparse.Namespace) -> int:
         training = shipped
         method = training["landmark_method"]
     else:
-        # 2b. choose the landmark method by a fixed XGBoost's val accuracy (failed rows abstain)
+        # 2b. choose the landmark method by a fixed XGBoost's val accuracy (failed rows abstain), trained as
+        # the members will be (with the mirror images when --mirror-train)
         comparison = {}
         for m in METHODS:
             ok = ~failed[m]["train"]
-            model = lm.fit_member(lm.make_member("xgboost", COMPARE_XGB, args.n_jobs), X[m]["train"][ok],
-                                  data.train.y[ok], X[m]["val"][~failed[m]["val"]], data.val.y[~failed[m]["val"]],
-                                  args.n_jobs)
+            X_m, y_m = training_rows(feats, points[m]["train"][ok], data.train.y[ok], args.mirror_train)
+            model = lm.fit_member(lm.make_member("xgboost", COMPARE_XGB, args.n_jobs), X_m, y_m,
+                                  X[m]["val"][~failed[m]["val"]], data.val.y[~failed[m]["val"]], args.n_jobs)
             probe = lm.LandmarkEnsemble({"xgboost": model}, features=feats, n_jobs=args.n_jobs)
             met = metrics_all(proba_splits(probe.predict_proba, X[m]), data)
             comparison[m] = {s: {"accuracy": met[s]["accuracy"], "macro_f1": met[s]["macro_f1"],
                                  "n_abstained": met[s]["n_abstained"]} for s in SPLITS}
             comparison[m]["params"] = COMPARE_XGB
+            comparison[m]["mirror_train"] = args.mirror_train
             print(f"method {m}: val acc {met['val']['accuracy']:.4f} (abstained {met['val']['n_abstained']})")
-        method = max(METHODS, key=lambda m: comparison[m]["val"]["accuracy"])
+        method = max(CROP_METHODS, key=lambda m: comparison[m]["val"]["accuracy"])
 
         # 4. members: grid per member on val, fitted on train (+ its mirror images: twice the rows)
-        if args.mirror_train:
-            pts_fit, y_fit = mirror_augment(points[method]["train"], data.train.y)
-            X_fit = feats.transform(pts_fit)
-        else:
-            X_fit, y_fit = X[method]["train"], data.train.y
+        X_fit, y_fit = training_rows(feats, points[method]["train"], data.train.y, args.mirror_train)
         print(f"members train on {len(y_fit)} rows (mirror images added: {args.mirror_train})")
         members, search = {}, {}
         for kind in ("xgboost", "hgb", "mlp", "logreg"):
@@ -171,10 +172,10 @@ def run(args: argparse.Namespace) -> int:
                     "fit_seconds": {k: r["grid"][[x["params"] for x in r["grid"]].index(r["chosen"])]["seconds"]
                                     for k, r in search.items()},
                     "weights_val_accuracy": {"no_tta": choice[False][1], "mirror_tta": choice[True][1]}}
-        ens.save(ship_dir, extra={"training": training, "box_scale": 1.0})
+        ens.save(ship_dir, extra={"training": training, "box_scale": 1.0, "landmark_method": method})
 
     # 6. evaluate every member and the ensemble on cached landmarks of the chosen method
-    predictor = LandmarkPredictor(ens)
+    predictor = LandmarkPredictor(ens, method=method)  # the landmark method it was trained with
     face = data.test.x[0]
     ms = ms_per_face(lambda f: predictor.predict_proba(f[None]), face, repeats=100)
     t0 = time.perf_counter()
@@ -237,6 +238,13 @@ def run(args: argparse.Namespace) -> int:
         metrics={s: {"accuracy": ens_metrics[s]["accuracy"], "macro_f1": ens_metrics[s]["macro_f1"]} for s in SPLITS},
         report="experiments/reports/landmarks-ensemble/report.json", extra_files=[str(f) for f in member_files])
     return 0
+
+
+def training_rows(feats: LandmarkFeatures, points: np.ndarray, y: np.ndarray, mirror: bool):
+    """(features (n or 2n, f), labels): the training faces, plus their mirror images when ``mirror``."""
+    if mirror:
+        points, y = mirror_augment(points, y)
+    return feats.transform(points), y
 
 
 def training_command(args: argparse.Namespace) -> str:

@@ -48,7 +48,7 @@ def test_parallel_extraction_equals_serial(sample_data):
 
 
 def test_unknown_method_raises(sample_data):
-    with pytest.raises(ValueError, match="valid: fixed, hog"):
+    with pytest.raises(ValueError, match="valid: fixed, fixed-mirror, hog"):
         landmarks_one(sample_data.test.x[0], method="cnn")
 
 
@@ -156,3 +156,35 @@ def test_landmarks_of_flipped_images_match_mirrored_points(sample_data):
     err = np.abs(q - mirror_points(p, width=w)).mean()
     unpermuted = np.abs(q - np.stack([w - p[..., 0], p[..., 1]], axis=-1)).mean()
     assert err < 1.5 and unpermuted > 5 * err
+
+
+def test_fixed_mirror_landmarks_are_exactly_mirror_equivariant(sample_data):
+    """fixed-mirror averages dlib's points with the mirrored points of the flipped image, so flipping the
+    face gives exactly the mirrored landmarks (float rounding aside), unlike plain fixed-box landmarks."""
+    from fer_hybrid.landmarks.features import mirror_points
+
+    x = sample_data.train.x[:10]
+    flipped = np.ascontiguousarray(x[:, :, ::-1])
+    p = landmarks_batch(x, "fixed-mirror")
+    q = landmarks_batch(flipped, "fixed-mirror")
+    np.testing.assert_allclose(q, mirror_points(p, width=x.shape[2] - 1), atol=1e-4)
+    plain = landmarks_batch(x, "fixed")
+    assert np.abs(landmarks_batch(flipped, "fixed") - mirror_points(plain, width=47)).max() > 0.1
+    # the average stays close to the single-view points (same face, same box)
+    assert np.abs(p - plain).mean() < 1.5
+
+
+def test_predictor_runs_the_descriptors_landmark_method(tiny_predictor, sample_data, tmp_path):
+    ens, path = tiny_predictor
+    desc = json.loads(path.read_text())
+    assert load_landmark_predictor(path).method == "fixed"          # descriptors before the field: fixed
+    folder = tmp_path / "lm"
+    mirrored = ens.save(folder, extra={"landmark_method": "fixed-mirror"})
+    p = load_landmark_predictor(mirrored)
+    assert p.method == "fixed-mirror"
+    x = sample_data.test.x[:5]
+    np.testing.assert_array_equal(p.predict_proba(x),
+                                  ens.predict_proba_points(landmarks_batch(x, "fixed-mirror")).astype(np.float32))
+    (folder / "ensemble.json").write_text(json.dumps({**desc, "landmark_method": "hog"}))
+    with pytest.raises(ArtifactError, match="cannot run on face crops"):
+        load_landmark_predictor(folder / "ensemble.json")

@@ -187,6 +187,7 @@ class LandmarkEnsemble:
         self.tta_mirror = tta_mirror
         self.n_jobs = n_jobs
         self.fit_seconds: dict[str, float] = {}
+        self._flat: dict[str, tuple] = {}  # member name -> (model, FlatForest) for small HGB batches
 
     # -- training ---------------------------------------------------------------------------
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None, y_val: np.ndarray | None = None):
@@ -199,24 +200,46 @@ class LandmarkEnsemble:
 
     # -- prediction -------------------------------------------------------------------------
     def member_proba(self, X: np.ndarray) -> dict[str, np.ndarray]:
-        """{member: float64 (n, c)}; NaN rows where X has non-finite values."""
+        """{member: float64 (n, c)}; NaN rows where X has non-finite values.
+
+        Small batches (realtime: one face per call) take a fast path: single-threaded and without
+        per-call thread-pool juggling, and HistGradientBoosting through :class:`.flat_forest.FlatForest`
+        (sklearn's own predict costs ~10 ms per face in per-tree overhead).
+        """
         X = np.asarray(X, dtype=np.float64)
         ok = np.isfinite(X).all(axis=1)
-        # small batches (realtime, batch-1 timing) run single-threaded: thread start/sync per tree costs
-        # far more than it saves, especially on a busy machine
-        # (HistGradientBoosting opens an OpenMP region per tree: always one thread for it)
+        small = ok.sum() < SMALL_BATCH
         out = {}
         for name, model in self.members.items():
-            kind = member_kind(model)
-            threads = 1 if ok.sum() < SMALL_BATCH or kind == "hgb" else self.n_jobs
             p = np.full((len(X), len(self.classes)), np.nan)
             if ok.any():
-                with threadpool_limits(threads):
-                    if kind == "xgboost":
-                        model.set_params(n_jobs=threads)
-                    p[ok] = model.predict_proba(X[ok])
+                p[ok] = self._small_batch(name, model, X[ok]) if small else self._large_batch(model, X[ok])
             out[name] = p
         return out
+
+    def _small_batch(self, name: str, model, X: np.ndarray) -> np.ndarray:
+        kind = member_kind(model)
+        if kind == "hgb":
+            cached = self._flat.get(name)
+            if cached is None or cached[0] is not model:
+                from .flat_forest import FlatForest
+
+                cached = self._flat[name] = (model, FlatForest(model))
+            return cached[1].predict_proba(X)
+        if kind == "xgboost":
+            # thread start/sync per tree costs far more than it saves for a few rows
+            if model.get_params().get("n_jobs") != 1:
+                model.set_params(n_jobs=1)
+        return model.predict_proba(X)
+
+    def _large_batch(self, model, X: np.ndarray) -> np.ndarray:
+        kind = member_kind(model)
+        # HistGradientBoosting opens an OpenMP region per tree: one thread is faster on 2 busy cores
+        threads = 1 if kind == "hgb" else self.n_jobs
+        with threadpool_limits(threads):
+            if kind == "xgboost" and model.get_params().get("n_jobs") != threads:
+                model.set_params(n_jobs=threads)
+            return model.predict_proba(X)
 
     def combine(self, probas: Mapping[str, np.ndarray]) -> np.ndarray:
         """Weighted average of member probabilities (renormalised weights) -> float64 (n, c)."""

@@ -12,8 +12,9 @@ API (used by :mod:`fer_hybrid.realtime`)::
 
 ``faces`` is a uint8 array (n, h, w) of gray crops, or a list of gray (h, w) / BGR (h, w, 3) crops of
 any size. Every crop is processed exactly like the training data: converted to gray, resized to
-48x48 (INTER_AREA), upscaled 4x and landmarked with the fixed full-image box
-(:mod:`.extract`, method ``fixed``); then geometric features -> ensemble. A box that is empty after
+48x48 (INTER_AREA), upscaled 4x and landmarked with the full-image box by the landmark method the
+ensemble was trained with (:mod:`.extract`: ``fixed``, or ``fixed-mirror`` which averages in the
+flipped crop; recorded as ``landmark_method`` in ``ensemble.json``); then geometric features -> ensemble. A box that is empty after
 clipping to the frame gives a NaN row and NaN points.
 
 Frame boxes from a face detector are usually tighter than FER2013's crops; ``box_scale`` (default
@@ -29,7 +30,7 @@ import numpy as np
 
 from ..labels import STUDY_EMOTIONS
 from ..predictors import ArtifactError, to_gray_faces
-from .extract import UPSCALE, landmarks_batch
+from .extract import METHODS, UPSCALE, landmarks_batch
 from .models import EnsembleFileError, LandmarkEnsemble
 
 SIZE = 48
@@ -39,8 +40,12 @@ DEFAULT_BOX_SCALE = 1.0
 class LandmarkPredictor:
     """Face crops -> dlib landmarks (fixed box on the 4x upscaled 48 px crop) -> landmark ensemble."""
 
-    def __init__(self, ensemble: LandmarkEnsemble, name: str = "landmarks", box_scale: float = DEFAULT_BOX_SCALE):
+    def __init__(self, ensemble: LandmarkEnsemble, name: str = "landmarks", box_scale: float = DEFAULT_BOX_SCALE,
+                 method: str = "fixed"):
+        if method not in METHODS or method == "hog":
+            raise ArtifactError(f"landmark method {method!r} cannot run on face crops; use fixed or fixed-mirror")
         self.ensemble = ensemble
+        self.method = method
         self.name = name
         self.classes: tuple[str, ...] = tuple(ensemble.classes)
         if self.classes != STUDY_EMOTIONS:
@@ -50,7 +55,7 @@ class LandmarkPredictor:
     # -- face crops -------------------------------------------------------------------------
     def _points48(self, faces) -> np.ndarray:
         x = to_gray_faces(faces, SIZE)
-        return landmarks_batch(x, "fixed", UPSCALE)
+        return landmarks_batch(x, self.method, UPSCALE)
 
     def _proba(self, points48: np.ndarray) -> np.ndarray:
         if len(points48) == 0:
@@ -121,5 +126,12 @@ def load_landmark_predictor(path: Path, name: str = "landmarks") -> LandmarkPred
         raise ArtifactError(str(e)) from None
     import json
 
-    box_scale = json.loads(Path(path).read_text()).get("box_scale", DEFAULT_BOX_SCALE)
-    return LandmarkPredictor(ensemble, name, box_scale=box_scale)
+    desc = json.loads(Path(path).read_text())
+    return LandmarkPredictor(ensemble, name, box_scale=desc.get("box_scale", DEFAULT_BOX_SCALE),
+                             method=landmark_method(desc))
+
+
+def landmark_method(desc: dict) -> str:
+    """The landmark method an ensemble descriptor was trained with (``fixed`` for descriptors before it was
+    recorded)."""
+    return desc.get("landmark_method") or (desc.get("training") or {}).get("landmark_method") or "fixed"
