@@ -1,4 +1,4 @@
-"""FlatForest: the flat-array small-batch path of HistGradientBoosting gives sklearn's probabilities."""
+"""FlatForest: the flat-array small-batch path gives HistGradientBoosting's and XGBoost's own probabilities."""
 from __future__ import annotations
 
 import numpy as np
@@ -32,9 +32,29 @@ def test_flat_forest_matches_sklearn(n_classes):
     assert (got.argmax(1) == model.predict(Xt)).all()
 
 
+@pytest.mark.parametrize("n_classes", [2, 5])
+def test_flat_forest_matches_xgboost(n_classes):
+    from xgboost import XGBClassifier
+
+    X, y = _data(n_classes)
+    model = XGBClassifier(n_estimators=30, max_depth=4, learning_rate=0.3, n_jobs=1, random_state=0).fit(X, y)
+    fast = FlatForest(model)
+    Xt, _ = _data(n_classes, seed=1)
+    Xt = np.concatenate([Xt, X[:50]])   # training rows sit exactly on split thresholds' neighbourhoods
+    expected = model.predict_proba(Xt)
+    got = fast.predict_proba(Xt)
+    assert got.shape == (len(Xt), n_classes)
+    np.testing.assert_allclose(got, expected, atol=1e-5)   # XGBoost sums leaves in float32
+    assert (got.argmax(1) == model.predict(Xt)).all()
+
+
 def test_flat_forest_rejects_bad_input():
     with pytest.raises(ValueError, match="fitted HistGradientBoostingClassifier"):
         FlatForest(HistGradientBoostingClassifier())
+    with pytest.raises(ValueError, match="HistGradientBoostingClassifier or XGBClassifier, got LogisticRegression"):
+        from sklearn.linear_model import LogisticRegression
+
+        FlatForest(LogisticRegression())
     X, y = _data(3)
     fast = FlatForest(HistGradientBoostingClassifier(max_iter=5).fit(X, y))
     with pytest.raises(ValueError, match=r"X must be \(n, 12\)"):

@@ -198,21 +198,24 @@ def _geometry(p: np.ndarray) -> list[tuple[str, np.ndarray]]:
     return f
 
 
+_COORD_NAMES = [f"pt{i:02d}_{a}" for i in range(N_POINTS) for a in "xy"]
+_PAIR_I, _PAIR_J = (np.array(KEY_POINTS)[ix] for ix in np.triu_indices(len(KEY_POINTS), 1))
+_PAIR_NAMES = [f"d_{i:02d}_{j:02d}" for i, j in zip(_PAIR_I, _PAIR_J)]
+
+
 def _feature_table(p: np.ndarray, coords: bool, pairwise: bool) -> tuple[list[str], np.ndarray]:
     names: list[str] = []
     blocks: list[np.ndarray] = []
     n = len(p)
     if coords:
-        names += [f"pt{i:02d}_{a}" for i in range(N_POINTS) for a in "xy"]
+        names += _COORD_NAMES
         blocks.append(p.reshape(n, -1))
     geo = _geometry(p)
     names += [name for name, _ in geo]
     blocks.append(np.stack([v for _, v in geo], axis=1))
     if pairwise:
-        k = np.array(KEY_POINTS)
-        ii, jj = np.triu_indices(len(k), 1)
-        names += [f"d_{k[i]:02d}_{k[j]:02d}" for i, j in zip(ii, jj)]
-        diff = p[:, k[ii]] - p[:, k[jj]]
+        names += _PAIR_NAMES
+        diff = p[:, _PAIR_I] - p[:, _PAIR_J]
         blocks.append(np.hypot(diff[..., 0], diff[..., 1]))
     return names, np.concatenate(blocks, axis=1)
 
