@@ -15,7 +15,7 @@ How a report's model is found (its recorded sha256 must match, else it is skippe
 - otherwise a registered model of the same name (fer_hybrid.predictors.load_predictor).
 Reports without a loadable model keep any ``test_ferplus`` they already have.
 Landmarks come from the cached dataset extraction: for a landmark ensemble the method its descriptor records
-(``training.landmark_method``), for a hybrid the fixed box (what the landmark predictor does at inference).
+(``landmark_method``), for a hybrid its landmark predictor's method (what it does at inference).
 
     python experiments/ferplus_crosscheck.py [--reports experiments/reports] [--data PATH] [--only NAME ...]
 """
@@ -98,14 +98,8 @@ def load_model(report: dict, models_root: Path, peers: Path):
 
             from fer_hybrid.verify import tta_policy
 
-            policy = tta_policy(report)
-            if policy in ("none", "flip"):
-                return CNNEnsemblePredictor.from_files([path], flip_tta=policy == "flip", name=report["name"])
-            from fer_hybrid.cnn.tta import TTAPredictor  # a multi-view policy (experiments/cnn_tta.py reports)
-
-            from fer_hybrid.predictors import load_keras_model
-
-            return TTAPredictor(load_keras_model(path), report["name"], policy)
+            # the TTA policy the report records (none, flip, or a multi-view policy from experiments/cnn_tta.py)
+            return CNNEnsemblePredictor.from_files([path], tta=tta_policy(report), name=report["name"])
         if path.suffix == ".json":
             return _load_descriptor(path, report)
     if report["name"] in list_models() and (models_root / model_spec(report["name"]).artifact).exists():
@@ -130,7 +124,9 @@ def _load_descriptor(path: Path, report: dict):
 
         ens = LandmarkEnsemble.load(path)
         # score on the landmarks the report's own test numbers used (the landmark track records its method)
-        method = (json.loads(path.read_text()).get("training") or {}).get("landmark_method", "fixed")
+        from fer_hybrid.landmarks.predictor import landmark_method
+
+        method = landmark_method(json.loads(path.read_text()))
         member = report["name"].removeprefix("landmarks-")
         if member in ens.members:  # a member's own report: that member alone
             ens = LandmarkEnsemble({member: ens.members[member]}, {member: 1.0}, ens.features, ens.classes,
@@ -147,9 +143,9 @@ def predict_test(model, inputs: TestInputs, batch: int = 512) -> np.ndarray:
     x = inputs.data.test.x
     if hasattr(model, "predict_proba_points"):  # a landmark ensemble
         return model.predict_proba_points(inputs.points(model.landmark_method))
-    if isinstance(model, HybridPredictor):  # fixed box: what its landmark predictor does at inference
+    if isinstance(model, HybridPredictor):  # the landmark method its landmark predictor runs at inference
         cnn_p, emb = model.cnn.predict(x)
-        pts = inputs.points("fixed")
+        pts = inputs.points(model.landmarks.method)
         return model.fuse(cnn_p, emb, model.landmarks.ensemble.predict_proba_points(pts), pts)
     return np.concatenate([model.predict_proba(x[i:i + batch]) for i in range(0, len(x), batch)])
 

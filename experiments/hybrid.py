@@ -2,13 +2,16 @@
 
 Method
 1. Data. FER2013 restricted to the five study emotions. Training fits, PublicTest ("val") chooses every
-   setting (flip TTA, fusion weight, head, which fusion), PrivateTest ("test") is only reported.
+   setting (TTA policy, fusion weight, head, which fusion), PrivateTest ("test") is only reported.
 2. Parts, computed once and cached (.npz in the fer_hybrid cache, keyed by the model files' sha256):
    - CNN (``--cnn``, default vggbn): softmax (n, 5) and the penultimate embedding (``head_relu``, 256-d for
-     vggbn) of every image and of its mirror image. Flip TTA (average of both) is used if it helps on val.
+     vggbn) of every image under each test-time augmentation policy of ``--tta`` (fer_hybrid.cnn.tta;
+     default none, flip and flip-scale: the face, + its mirror, + both zoomed by 1.1 and 1/1.1), averaged
+     over the policy's views; each distinct view is predicted once. The policy is chosen on val.
    - Landmark ensemble (models/landmarks/ensemble.json): probabilities (n, 5) and the geometric features
-     from dlib's 68 points found with the fixed full-image box, as the shipped landmark predictor does
-     (cached extraction). Faces without landmarks give NaN and fall back to the CNN alone.
+     from dlib's 68 points found with the full-image box by the ensemble's own landmark method, as the
+     shipped landmark predictor does (cached extraction). Faces without landmarks give NaN and fall back
+     to the CNN alone.
 3. Fusions (fer_hybrid.fusion):
    a. late: w * p_cnn + (1 - w) * p_landmarks, w on a 0.05 grid maximising val accuracy;
    b. stacking: logistic regression on [log p_cnn, log p_landmarks]. Both base models were trained on all
@@ -21,7 +24,7 @@ Method
    and landmark files + the fusion head) and recorded in the manifest; every variant gets a report
    (kind "hybrid") in experiments/reports/hybrid-<variant>/ with its own loadable descriptor.
 5. CNN ensemble (``--cnn-ensemble A,B``): a weighted average of our CNNs — members and weights by greedy
-   ensemble selection with replacement on val accuracy (Caruana et al. 2004), flip TTA if it helps on val — gets its own
+   ensemble selection with replacement on val accuracy (Caruana et al. 2004), the TTA policy chosen on val — gets its own
    report (kind "cnn"), and the fusions are repeated on top of it; it replaces the single CNN in the shipped
    hybrid only if that wins on val.
 6. FER+ cross-check. Every report also carries test accuracy against the FER+ majority label
@@ -29,7 +32,8 @@ Method
 
 Run on an otherwise idle machine: the reports include batch-1 latency.
 
-    python experiments/hybrid.py [--cnn vggbn] [--cnn-ensemble vggbn,vggbn_s2] [--data PATH] [--no-ship]
+    python experiments/hybrid.py [--cnn vggbn] [--cnn-ensemble vggbn,vggbn_s2] [--tta none,flip,flip-scale]
+                                 [--data PATH] [--no-ship]
 """
 from __future__ import annotations
 
@@ -61,6 +65,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--models", default=None, help="models folder (default fer_hybrid.artifacts.models_dir())")
     ap.add_argument("--reports", default=str(REPORTS))
     ap.add_argument("--heads", default="logreg,hgb", help="feature-fusion heads to try (logreg, hgb)")
+    ap.add_argument("--tta", default="none,flip,flip-scale",
+                    help="CNN test-time augmentation policies to choose from on val (fer_hybrid.cnn.tta)")
     ap.add_argument("--no-ship", action="store_true", help="write reports only; do not touch models/")
     ap.add_argument("--n-jobs", type=int, default=2)
     return ap.parse_args(argv)
@@ -112,29 +118,40 @@ def cached(path: Path, compute) -> dict:
     return arrays
 
 
-def cnn_parts(path: Path, data, progress=True) -> dict:
-    """{f"{split}_{p|e}{_flip}": array} softmax (n, 5) and embedding (n, d) of each image and its mirror."""
+def cnn_parts(path: Path, data, policies: list[str], progress=True) -> dict:
+    """{f"{split}_{p|e}@{policy}": array}: softmax (n, 5) and embedding (n, d) of each image averaged over
+    the views of each TTA policy (every distinct view predicted once)."""
+    import hashlib
+
     from tqdm.auto import tqdm
 
+    from fer_hybrid.cnn.tta import tta_policy, tta_views
     from fer_hybrid.data import cache_dir
     from fer_hybrid.evaluate import file_sha256
     from fer_hybrid.hybrid import CNNEnsemblePredictor
+    from fer_hybrid.predictors import to_gray_faces
+
+    distinct = list(dict.fromkeys(v for p in policies for v in tta_policy(p)))
+    index = {v: i for i, v in enumerate(distinct)}
 
     def compute():
-        cnn = CNNEnsemblePredictor.from_files([path])
+        member = CNNEnsemblePredictor.from_files([path]).members[0]
         out = {}
         for s in SPLITS:
-            x = data.split(s).x
-            for suffix, view in (("", x), ("_flip", np.ascontiguousarray(x[:, :, ::-1]))):
-                ps, es = [], []
-                for i in tqdm(range(0, len(view), 2048), desc=f"{path.stem} {s}{suffix}", disable=not progress):
-                    p, e = cnn.predict(view[i:i + 2048])
-                    ps.append(p)
-                    es.append(e)
-                out[f"{s}_p{suffix}"], out[f"{s}_e{suffix}"] = np.concatenate(ps), np.concatenate(es).astype(np.float32)
+            x = to_gray_faces(data.split(s).x, member.input_hw)
+            ps, es = [], []   # per chunk: (views, m, 5), (views, m, d)
+            for i in tqdm(range(0, len(x), 1024), desc=f"{path.stem} {s} ({len(distinct)} views)", disable=not progress):
+                outs = [member(v[..., None]) for v in tta_views(x[i:i + 1024], distinct)]
+                ps.append(np.stack([o[0] for o in outs]))
+                es.append(np.stack([o[1] for o in outs]).astype(np.float32))
+            p_all, e_all = np.concatenate(ps, axis=1), np.concatenate(es, axis=1)
+            for pol in policies:
+                rows = [index[v] for v in tta_policy(pol)]
+                out[f"{s}_p@{pol}"], out[f"{s}_e@{pol}"] = p_all[rows].mean(0), e_all[rows].mean(0)
         return out
 
-    return cached(cache_dir() / f"hybrid-cnn-{file_sha256(path)[:20]}-{data.sha256[:12]}.npz", compute)
+    key = hashlib.sha256(",".join(policies).encode()).hexdigest()[:8]
+    return cached(cache_dir() / f"hybrid-cnn-{file_sha256(path)[:20]}-{data.sha256[:12]}-tta{key}.npz", compute)
 
 
 def landmark_parts(lm_json: Path, source, data, n_jobs: int) -> dict:
@@ -147,7 +164,7 @@ def landmark_parts(lm_json: Path, source, data, n_jobs: int) -> dict:
     lm = load_landmark_predictor(lm_json)
 
     def compute():
-        ext = extract_fer2013(source, "fixed", n_jobs=n_jobs)  # what LandmarkPredictor does at inference
+        ext = extract_fer2013(source, lm.method, n_jobs=n_jobs)  # what LandmarkPredictor does at inference
         out = {}
         for s in SPLITS:
             pts = ext.points_for(data.split(s).keys)
@@ -158,19 +175,19 @@ def landmark_parts(lm_json: Path, source, data, n_jobs: int) -> dict:
     return lm, cached(cache_dir() / f"hybrid-lm-{file_sha256(lm_json)[:20]}-{data.sha256[:12]}.npz", compute)
 
 
-def combine_cnns(parts: list[dict], flip: bool, weights=None) -> dict:
-    """{split: (proba (n, 5), embedding (n, sum d))} of the (weighted) average of CNNs, with or without flip TTA."""
+def combine_cnns(parts: list[dict], tta: str, weights=None) -> dict:
+    """{split: (proba (n, 5), embedding (n, sum d))} of the (weighted) average of CNNs under TTA policy ``tta``."""
     out = {}
     for s in SPLITS:
-        ps = [(q[f"{s}_p"] + q[f"{s}_p_flip"]) / 2 if flip else q[f"{s}_p"] for q in parts]
-        es = [(q[f"{s}_e"] + q[f"{s}_e_flip"]) / 2 if flip else q[f"{s}_e"] for q in parts]
+        ps = [q[f"{s}_p@{tta}"] for q in parts]
+        es = [q[f"{s}_e@{tta}"] for q in parts]
         out[s] = (np.average(ps, axis=0, weights=weights), np.concatenate(es, axis=1).astype(np.float64))
     return out
 
 
-def select_members(members: list[str], parts: dict, flip: bool, y_val: np.ndarray) -> dict[str, float]:
+def select_members(members: list[str], parts: dict, tta: str, y_val: np.ndarray) -> dict[str, float]:
     """{member: weight > 0} by greedy ensemble selection on val (fer_hybrid.fusion.ensemble_selection)."""
-    vals = [combine_cnns([parts[m]], flip)["val"][0] for m in members]
+    vals = [combine_cnns([parts[m]], tta)["val"][0] for m in members]
     from fer_hybrid import fusion as fz
 
     w = fz.ensemble_selection(vals, y_val)
@@ -267,7 +284,8 @@ def run(args: argparse.Namespace) -> int:
           f"FER+ {'yes' if fp_labels is not None else 'absent (no test_ferplus)'}")
 
     # 2. parts, once
-    parts = {n: cnn_parts(f, data) for n, f in files.items()}
+    policies = [t for t in args.tta.split(",") if t]
+    parts = {n: cnn_parts(f, data, policies) for n, f in files.items()}
     lm, lmp = landmark_parts(lm_json, source, data, args.n_jobs)
     print(f"landmarks: {int(np.isnan(lmp['test_p']).any(1).sum())} test faces without landmarks")
 
@@ -275,37 +293,37 @@ def run(args: argparse.Namespace) -> int:
     stacks = {args.cnn: [args.cnn]}
     if args.cnn_ensemble:
         stacks["ens"] = [n for n in args.cnn_ensemble.split(",") if n]
-    candidates = []  # (val accuracy, variant name, cnn names, flip, fuser, inputs, member weights)
+    candidates = []  # (val accuracy, variant name, cnn names, tta policy, fuser, inputs, member weights)
     for key, members in stacks.items():
-        options = []  # (val accuracy, flip, {member: weight}) for both flip settings
-        for f in (False, True):
-            chosen = select_members(members, parts, f, data.val.y) if key == "ens" else {members[0]: 1.0}
-            p_val = combine_cnns([parts[m] for m in chosen], f, list(chosen.values()))["val"][0]
-            options.append((val_accuracy(p_val, data.val.y), f, chosen))
-        _, flip, chosen = max(options, key=lambda o: o[0])
+        options = []  # (val accuracy, tta policy, {member: weight}) for each policy
+        for t in policies:
+            chosen = select_members(members, parts, t, data.val.y) if key == "ens" else {members[0]: 1.0}
+            p_val = combine_cnns([parts[m] for m in chosen], t, list(chosen.values()))["val"][0]
+            options.append((val_accuracy(p_val, data.val.y), t, chosen))
+        _, tta, chosen = max(options, key=lambda o: o[0])
         members, member_w = list(chosen), list(chosen.values())
-        cnn = combine_cnns([parts[m] for m in members], flip, member_w)
-        print(f"CNN {'+'.join(members)} weights {np.round(member_w, 3).tolist()} (flip TTA {flip}): "
+        cnn = combine_cnns([parts[m] for m in members], tta, member_w)
+        print(f"CNN {'+'.join(members)} weights {np.round(member_w, 3).tolist()} (TTA {tta}): "
               f"val {val_accuracy(cnn['val'][0], data.val.y):.4f}")
         X = fusion_inputs(cnn, lmp)
         for variant, fuser in fit_fusions(X, data, heads, args.n_jobs).items():
             name = f"hybrid-{variant}" if key == args.cnn else f"hybrid-ens-{variant}"
-            candidates.append((fuser.val_accuracy_, name, members, flip, fuser, X, member_w))
+            candidates.append((fuser.val_accuracy_, name, members, tta, fuser, X, member_w))
         if key == "ens":
-            write_ensemble_report(out_root, members, files, flip, cnn, data, fp_labels, weights, command, member_w)
+            write_ensemble_report(out_root, members, files, tta, cnn, data, fp_labels, weights, command, member_w)
 
     best = max(candidates, key=lambda c: c[0])
-    for val_acc, name, members, flip, fuser, X, member_w in candidates:
+    for val_acc, name, members, tta, fuser, X, member_w in candidates:
         proba = {s: fz.with_fallback(fuser.predict_proba(X[s]), X[s]["cnn_proba"])[0] for s in SPLITS}
         metrics = split_metrics(proba, data, fp_labels)
-        cnn_pred = CNNEnsemblePredictor.from_files([files[m] for m in members], flip_tta=flip, weights=member_w)
+        cnn_pred = CNNEnsemblePredictor.from_files([files[m] for m in members], tta=tta, weights=member_w)
         hp = HybridPredictor(cnn_pred, lm, fuser, landmark_model=lm_json)
         desc = hp.save(out_root / name / "hybrid.json", models_root=models_root,
                        extra={"val_accuracy": val_acc, "variant": name})
         fallback = {s: int((~np.isfinite(X[s]["lm_features"]).all(1) | ~np.isfinite(X[s]["lm_proba"]).all(1)).sum())
                     for s in SPLITS}
         write(out_root, name, "hybrid", metrics, hp, desc, data, weights, command, head_params=head_params(fuser),
-              backbone=f"{'+'.join(members)} (weights {np.round(member_w, 3).tolist()}, flip TTA {flip}) "
+              backbone=f"{'+'.join(members)} (weights {np.round(member_w, 3).tolist()}, TTA {tta}) "
                        f"+ landmark ensemble, {fuser.method} fusion",
               fusion=fuser.get_config(), selection_val_accuracy=val_acc,
               selection_note=("out-of-fold (5-fold CV inside val)" if fuser.method == "stacking" else
@@ -320,8 +338,8 @@ def run(args: argparse.Namespace) -> int:
     if args.no_ship:
         print(f"best by val: {best[1]} ({best[0]:.4f}); not shipped (--no-ship)")
         return 0
-    val_acc, name, members, flip, fuser, X, member_w = best
-    cnn_pred = CNNEnsemblePredictor.from_files([files[m] for m in members], flip_tta=flip, weights=member_w)
+    val_acc, name, members, tta, fuser, X, member_w = best
+    cnn_pred = CNNEnsemblePredictor.from_files([files[m] for m in members], tta=tta, weights=member_w)
     for m, f in files.items():
         if m in members and f.resolve().parent != models_root.resolve():
             print(f"error: {f} is not in {models_root}; ship the CNN first (cnn_transfer.py --ship)", file=sys.stderr)
@@ -340,23 +358,23 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_ensemble_report(out_root: Path, members, files, flip, cnn, data, fp_labels, weights, command,
+def write_ensemble_report(out_root: Path, members, files, tta, cnn, data, fp_labels, weights, command,
                           member_w) -> None:
     """Report (kind "cnn") for the weighted average of our CNNs, with a loadable descriptor beside it."""
     from fer_hybrid.hybrid import CNNEnsemblePredictor, save_cnn_ensemble
 
     name = "cnn-ensemble-" + "+".join(members)
     metrics = split_metrics({s: cnn[s][0] for s in SPLITS}, data, fp_labels)
-    pred = CNNEnsemblePredictor.from_files([files[m] for m in members], flip_tta=flip, name=name, weights=member_w)
+    pred = CNNEnsemblePredictor.from_files([files[m] for m in members], tta=tta, name=name, weights=member_w)
     desc = save_cnn_ensemble(pred, out_root / name / "ensemble.json", models_root=files[members[0]].parent,
                              extra={"members": members})
     write(out_root, name, "cnn", metrics, pred, desc, data, weights, command,
           backbone=f"weighted average of {', '.join(members)} (weights {np.round(member_w, 3).tolist()}, "
-                   f"flip TTA {flip}, both chosen on val)", tta=flip,
+                   f"TTA {tta}, both chosen on val)", tta=tta,
           cnn_files=[files[m].name for m in members], member_weights=[float(w) for w in member_w],
           labels_trained_on="FER2013 (original labels)",
           notes="weighted average of our CNNs' softmax outputs; members and weights by greedy ensemble selection "
-                "(Caruana et al. 2004) on val accuracy, flip TTA chosen on val; test only reported")
+                "(Caruana et al. 2004) on val accuracy, TTA policy chosen on val; test only reported")
 
 
 def main(argv=None) -> int:

@@ -80,17 +80,21 @@ class _Member:
 
 
 class CNNEnsemblePredictor:
-    """Weighted average of CNNs (each: float32 (n, 48, 48, 1) gray 0..255 -> softmax (n, k)), optional flip TTA.
+    """Weighted average of CNNs (each: float32 (n, 48, 48, 1) gray 0..255 -> softmax (n, k)), optional TTA.
 
-    ``models``: Keras models; ``files``: their paths (recorded on save); ``flip_tta``: also average the
-    prediction of the horizontally mirrored face; ``embedding_layer``: preferred embedding layer name;
-    ``weights``: (m,) non-negative member weights (default equal; normalised to sum 1).
+    ``models``: Keras models; ``files``: their paths (recorded on save); ``tta``: a test-time augmentation
+    policy of :mod:`fer_hybrid.cnn.tta` (``"none"``, ``"flip"``, ``"flip-scale"``, ...): probabilities and
+    embeddings are averaged over its views; ``flip_tta=True`` is short for ``tta="flip"``;
+    ``embedding_layer``: preferred embedding layer name; ``weights``: (m,) non-negative member weights
+    (default equal; normalised to sum 1).
     """
 
     def __init__(self, models: Sequence, name: str = "cnn-ensemble", flip_tta: bool = False,
                  files: Sequence[str | Path] | None = None, embedding_layer: str = EMBEDDING_LAYER,
                  classes: Sequence[str] = STUDY_EMOTIONS, batch_size: int = 256,
-                 weights: Sequence[float] | None = None):
+                 weights: Sequence[float] | None = None, tta: str | None = None):
+        from .cnn.tta import tta_policy
+
         if not models:
             raise ValueError("a CNN ensemble needs at least one model")
         w = np.ones(len(models)) if weights is None else np.asarray(weights, dtype=np.float64)
@@ -100,7 +104,8 @@ class CNNEnsemblePredictor:
         self.members = [_Member(m, embedding_layer if embedding_layer in [l.name for l in m.layers] else None)
                         for m in models]
         self.name = name
-        self.flip_tta = bool(flip_tta)
+        self.tta = tta if tta is not None else ("flip" if flip_tta else "none")
+        self.views = tta_policy(self.tta)   # ValueError listing the policies for an unknown name
         self.files = [Path(f) for f in files] if files is not None else None
         self.classes = tuple(classes)
         self.batch_size = batch_size
@@ -116,25 +121,31 @@ class CNNEnsemblePredictor:
 
     def predict(self, faces) -> tuple[np.ndarray, np.ndarray]:
         """(float64 (n, k) averaged probabilities, float64 (n, d) concatenated member embeddings)."""
+        from .cnn.tta import tta_views
+
         x = to_gray_faces(faces, SIZE)
         n = len(x)
         if n == 0:
             return np.zeros((0, len(self.classes))), np.zeros((0, self.embedding_dim))
-        views = [x, x[:, :, ::-1]] if self.flip_tta else [x]
+        sized = {hw: (x if hw == x.shape[1:] else to_gray_faces(x, hw)) for hw in {m.input_hw for m in self.members}}
         probas, embs = [], []
         for s in range(0, n, self.batch_size):
-            chunk = [v[s:s + self.batch_size] for v in views]
+            # float32 (v, m, h, w) views per input size (warps are about the centre: size-independent)
+            views = {hw: tta_views(xs[s:s + self.batch_size], self.views) for hw, xs in sized.items()}
             p_sum, e_parts = 0.0, []
             for m, w_m in zip(self.members, self.weights):
                 e_sum = 0.0
-                for v in chunk:
-                    xv = v if v.shape[1:] == m.input_hw else to_gray_faces(v, m.input_hw)
-                    p, e = m(xv[..., None])
+                for v in views[m.input_hw]:
+                    p, e = m(v[..., None])
                     p_sum, e_sum = p_sum + w_m * p, e_sum + e
-                e_parts.append(e_sum / len(chunk))
-            probas.append(p_sum / len(chunk))
+                e_parts.append(e_sum / len(self.views))
+            probas.append(p_sum / len(self.views))
             embs.append(np.concatenate(e_parts, axis=1))
         return np.concatenate(probas), np.concatenate(embs)
+
+    @property
+    def flip_tta(self) -> bool:
+        return self.tta == "flip"
 
     def predict_proba(self, faces) -> np.ndarray:
         return self.predict(faces)[0].astype(np.float32)
@@ -149,7 +160,7 @@ class CNNEnsemblePredictor:
         if self.files is None:
             raise ValueError("this CNN ensemble was built from in-memory models; build it with from_files to save it")
         return {"files": [_relative(f, models_root) for f in self.files],
-                "sha256": [file_sha256(f) for f in self.files], "flip_tta": self.flip_tta,
+                "sha256": [file_sha256(f) for f in self.files], "tta": self.tta, "flip_tta": self.flip_tta,
                 "weights": [float(w) for w in self.weights],
                 "embedding_layers": [m.layer for m in self.members]}
 
@@ -188,8 +199,11 @@ def _load_cnns(desc_cnn: dict, root: Path, path: Path, name: str, verify: bool =
                                 "re-run the command that made this descriptor")
     layers = desc_cnn.get("embedding_layers") or [EMBEDDING_LAYER] * len(files)
     models = [load_keras_model(f) for f in files]
-    cnn = CNNEnsemblePredictor(models, name=name, flip_tta=bool(desc_cnn.get("flip_tta")), files=files,
-                               weights=desc_cnn.get("weights"))
+    tta = desc_cnn.get("tta") or ("flip" if desc_cnn.get("flip_tta") else "none")  # older descriptors: flip_tta
+    try:
+        cnn = CNNEnsemblePredictor(models, name=name, tta=tta, files=files, weights=desc_cnn.get("weights"))
+    except ValueError as e:
+        raise ArtifactError(f"{path}: {e}") from None
     for m, layer in zip(cnn.members, layers):
         if m.layer != layer:
             raise ArtifactError(f"{path}: embedding layer {layer!r} recorded, found {m.layer!r}")

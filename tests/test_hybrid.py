@@ -177,6 +177,29 @@ def test_cnn_ensemble_average_flip_and_round_trip(tiny_keras, sample_data, tmp_p
     np.testing.assert_array_equal(load_cnn_ensemble_predictor(desc).predict_proba(x), ens.predict_proba(x))
 
 
+def test_cnn_ensemble_multi_view_tta_matches_predict_tta_and_round_trips(tiny_keras, sample_data, tmp_path):
+    """tta="flip-scale" averages the 6 views exactly like fer_hybrid.cnn.tta.predict_tta; the policy is saved."""
+    from fer_hybrid.cnn.tta import keras_predict_fn, predict_tta
+
+    x = sample_data.test.x[:8]
+    ens = CNNEnsemblePredictor([tiny_keras], tta="flip-scale")
+    assert len(ens.views) == 6 and not ens.flip_tta
+    expected = predict_tta(keras_predict_fn(tiny_keras), x[..., None].astype(np.float32), "flip-scale")
+    np.testing.assert_allclose(ens.predict_proba(x), expected, atol=1e-5)
+    assert not np.allclose(ens.predict_proba(x), CNNEnsemblePredictor([tiny_keras], tta="flip").predict_proba(x))
+    root = tmp_path / "models"
+    root.mkdir()
+    shutil.copy(TINY_CNN, root / "tiny.keras")
+    saved = CNNEnsemblePredictor.from_files([root / "tiny.keras"], tta="flip-scale")
+    desc = save_cnn_ensemble(saved, root / "cnn_ensemble" / "ensemble.json")
+    assert json.loads(desc.read_text())["cnn"]["tta"] == "flip-scale"
+    loaded = load_cnn_ensemble_predictor(desc)
+    assert loaded.tta == "flip-scale"
+    np.testing.assert_array_equal(loaded.predict_proba(x), saved.predict_proba(x))
+    with pytest.raises(ValueError, match="unknown TTA policy 'bogus'; valid policies: flip"):
+        CNNEnsemblePredictor([tiny_keras], tta="bogus")
+
+
 def test_ensemble_selection_drops_a_useless_member_and_keeps_complementary_ones():
     rng = np.random.default_rng(0)
     y = rng.integers(0, K, 400)
