@@ -185,6 +185,9 @@ _CNN = {
     "resnet50": ("cnn", "python experiments/cnn_transfer.py --backbone resnet50", "keras.applications ResNet50"),
     "vgg16": ("cnn", "python experiments/cnn_transfer.py --backbone vgg16", "keras.applications VGG16"),
     "vggface": ("cnn", "python experiments/cnn_transfer.py --backbone vggface", "VGGFace (VGG16 variant)"),
+    "vggbn-ft": ("cnn", "python experiments/cnn_transfer.py --backbone vggbn --weights models/vggbn.keras --epochs 8 "
+                        "--lr 3e-4 --seed 11 --tta --name vggbn-ft",
+                 "vggbn trained 8 more epochs (a second cosine cycle, new seed): a snapshot-ensemble member"),
 }
 for _name, (_kind, _cmd, _desc) in _CNN.items():
     register_model(ModelSpec(_name, _kind, f"{_name}.keras", "fer_hybrid.predictors:load_keras_predictor", _cmd, _desc))
