@@ -122,16 +122,12 @@ def _load_descriptor(path: Path, report: dict):
     if fmt == "fer_hybrid.landmark_ensemble":
         from fer_hybrid.landmarks.models import LandmarkEnsemble
 
+        # scored on the landmarks the report's own test numbers used: the ensemble's landmark_method
         ens = LandmarkEnsemble.load(path)
-        # score on the landmarks the report's own test numbers used (the landmark track records its method)
-        from fer_hybrid.landmarks.predictor import landmark_method
-
-        method = landmark_method(json.loads(path.read_text()))
         member = report["name"].removeprefix("landmarks-")
         if member in ens.members:  # a member's own report: that member alone
             ens = LandmarkEnsemble({member: ens.members[member]}, {member: 1.0}, ens.features, ens.classes,
-                                   ens.tta_mirror, ens.n_jobs)
-        ens.landmark_method = method
+                                   ens.tta_mirror, ens.n_jobs, ens.landmark_method)
         return ens
     raise Skip(f"{path}: unknown descriptor format {fmt!r}")
 

@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{kind}: best val acc {max(r['val_accuracy'] for r in rows):.4f} with {params}")
 
         # 5. ensemble weights (and mirror TTA) on val
-        ens = lm.LandmarkEnsemble(members, features=feats, n_jobs=args.n_jobs)
+        ens = lm.LandmarkEnsemble(members, features=feats, n_jobs=args.n_jobs, landmark_method=method)
         choice = {}
         for tta in (False, True):
             ens.tta_mirror = tta
@@ -172,10 +172,10 @@ def run(args: argparse.Namespace) -> int:
                     "fit_seconds": {k: r["grid"][[x["params"] for x in r["grid"]].index(r["chosen"])]["seconds"]
                                     for k, r in search.items()},
                     "weights_val_accuracy": {"no_tta": choice[False][1], "mirror_tta": choice[True][1]}}
-        ens.save(ship_dir, extra={"training": training, "box_scale": 1.0, "landmark_method": method})
+        ens.save(ship_dir, extra={"training": training, "box_scale": 1.0})
 
     # 6. evaluate every member and the ensemble on cached landmarks of the chosen method
-    predictor = LandmarkPredictor(ens, method=method)  # the landmark method it was trained with
+    predictor = LandmarkPredictor(ens)  # runs ens.landmark_method, the method it was trained on
     face = data.test.x[0]
     ms = ms_per_face(lambda f: predictor.predict_proba(f[None]), face, repeats=100)
     t0 = time.perf_counter()

@@ -199,9 +199,9 @@ def _load_cnns(desc_cnn: dict, root: Path, path: Path, name: str, verify: bool =
                                 "re-run the command that made this descriptor")
     layers = desc_cnn.get("embedding_layers") or [EMBEDDING_LAYER] * len(files)
     models = [load_keras_model(f) for f in files]
-    tta = desc_cnn.get("tta") or ("flip" if desc_cnn.get("flip_tta") else "none")  # older descriptors: flip_tta
-    try:
-        cnn = CNNEnsemblePredictor(models, name=name, tta=tta, files=files, weights=desc_cnn.get("weights"))
+    try:  # descriptors older than "tta" record only flip_tta
+        cnn = CNNEnsemblePredictor(models, name=name, tta=desc_cnn.get("tta"), flip_tta=bool(desc_cnn.get("flip_tta")),
+                                   files=files, weights=desc_cnn.get("weights"))
     except ValueError as e:
         raise ArtifactError(f"{path}: {e}") from None
     for m, layer in zip(cnn.members, layers):

@@ -188,3 +188,12 @@ def test_predictor_runs_the_descriptors_landmark_method(tiny_predictor, sample_d
     (folder / "ensemble.json").write_text(json.dumps({**desc, "landmark_method": "hog"}))
     with pytest.raises(ArtifactError, match="cannot run on face crops"):
         load_landmark_predictor(folder / "ensemble.json")
+
+
+def test_ensemble_saves_its_landmark_method_and_the_predictor_runs_it(tiny_predictor, tmp_path):
+    ens, _ = tiny_predictor
+    trained = LandmarkEnsemble(ens.members, ens.weights, ens.features, n_jobs=1, landmark_method="fixed-mirror")
+    loaded = LandmarkEnsemble.load(trained.save(tmp_path / "lm"))
+    assert loaded.landmark_method == "fixed-mirror"
+    assert LandmarkPredictor(loaded).method == "fixed-mirror"
+    assert LandmarkPredictor(loaded, method="fixed").method == "fixed"   # an explicit method still wins

@@ -25,8 +25,8 @@ ROW_CHUNK = 512  # rows walked together (memory: ROW_CHUNK x n_trees int64 per a
 
 
 class FlatForest:
-    """All trees of a fitted boosted classifier as flat node arrays; ``tree_class[t]`` is the class
-    (raw-score column) tree ``t`` adds to."""
+    """All trees of a fitted boosted classifier as flat node arrays; row ``t`` of ``columns`` (one-hot,
+    (trees, raw-score columns)) says which class tree ``t`` adds to."""
 
     def __init__(self, model):
         kind = type(model).__name__
@@ -38,6 +38,7 @@ class FlatForest:
             raise ValueError(f"FlatForest needs a fitted HistGradientBoostingClassifier or XGBClassifier, got {kind}")
         (feature, threshold, missing_left, left, right, leaf, value, sizes, tree_class, n_classes,
          self.n_features, self.float32_inputs) = arrays
+        n_columns = n_classes if n_classes > 2 else 1   # a binary model has one raw score (the logit)
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         shift = np.repeat(offsets, sizes)
         index = np.arange(len(leaf), dtype=np.int64)
@@ -51,10 +52,9 @@ class FlatForest:
         self.value = np.asarray(value, np.float64)
         self.roots = offsets
         self.max_depth = _max_depth(self.left, self.right, self.roots)
-        self.n_classes = n_classes
-        self.columns = np.eye(max(n_classes, 1) if n_classes > 2 else 1)[np.asarray(tree_class)]  # (trees, k)
-        self.baseline = np.zeros(self.columns.shape[1])
+        self.columns = np.eye(n_columns)[np.asarray(tree_class)]
         if kind == "XGBClassifier":   # the intercept (base_score) as XGBoost applies it, read off one row
+            self.baseline = np.zeros(n_columns)   # so that _raw below gives the bare leaf sum
             x0 = np.zeros((1, self.n_features), np.float32)
             margin = np.asarray(model.get_booster().inplace_predict(x0, predict_type="margin"), np.float64)
             self.baseline = margin.reshape(-1) - self._raw(x0.astype(np.float64))[0]
@@ -62,7 +62,7 @@ class FlatForest:
             self.baseline = np.asarray(model._baseline_prediction, np.float64).reshape(-1)
 
     def decision_function(self, X) -> np.ndarray:
-        """Raw scores float64 (n, trees per iteration) = baseline + sum of leaf values."""
+        """Raw scores float64 (n, raw-score columns: classes, or 1 for binary) = baseline + sum of leaf values."""
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(f"X must be (n, {self.n_features}), got {X.shape}")
@@ -98,8 +98,7 @@ class FlatForest:
 
 def _max_depth(left: np.ndarray, right: np.ndarray, roots: np.ndarray) -> int:
     """Levels to walk from the roots until every tree sits on a leaf (leaves point to themselves)."""
-    node, depth = roots.copy(), 0
-    frontier = np.concatenate([node, node])
+    frontier, depth = roots, 0
     while True:
         nxt = np.concatenate([left[frontier], right[frontier]])
         moved = nxt != np.concatenate([frontier, frontier])

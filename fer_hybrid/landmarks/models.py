@@ -167,12 +167,14 @@ class LandmarkEnsemble:
 
     ``members`` {name: classifier}; ``weights`` {name: weight >= 0} (default equal); ``features``
     the transformer whose output the members read (used by :meth:`predict_proba_points`);
-    ``tta_mirror``: also average over the horizontally mirrored landmarks.
+    ``tta_mirror``: also average over the horizontally mirrored landmarks; ``landmark_method``: the
+    :data:`.extract.METHODS` entry whose points the members were trained on (saved with the ensemble,
+    so whoever feeds it images uses the same method).
     """
 
     def __init__(self, members: Mapping, weights: Mapping[str, float] | None = None,
                  features: LandmarkFeatures | None = None, classes: Sequence[str] = STUDY_EMOTIONS,
-                 tta_mirror: bool = False, n_jobs: int = 2):
+                 tta_mirror: bool = False, n_jobs: int = 2, landmark_method: str = "fixed"):
         if not members:
             raise ValueError("an ensemble needs at least one member")
         self.members = dict(members)
@@ -186,6 +188,7 @@ class LandmarkEnsemble:
         self.classes = tuple(classes)
         self.tta_mirror = tta_mirror
         self.n_jobs = n_jobs
+        self.landmark_method = landmark_method
         self.fit_seconds: dict[str, float] = {}
         self._flat: dict[str, tuple] = {}  # member name -> (model, FlatForest) for small batches
 
@@ -281,6 +284,7 @@ class LandmarkEnsemble:
                          "params": self.features.get_params(),
                          "n_features": len(self.features.feature_names_)},
             "tta_mirror": self.tta_mirror,
+            "landmark_method": self.landmark_method,
             "members": entries,
             **(dict(extra) if extra else {}),
         }
@@ -323,7 +327,9 @@ class LandmarkEnsemble:
         if len(features.feature_names_) != desc["features"]["n_features"]:
             raise EnsembleFileError(f"{path}: expects {desc['features']['n_features']} features but this version of "
                                     f"LandmarkFeatures makes {len(features.feature_names_)}")
-        return cls(members, weights, features, tuple(desc["classes"]), bool(desc.get("tta_mirror")), n_jobs)
+        # descriptors written before the method was saved at the top level keep it in "training" (or predate it)
+        method = desc.get("landmark_method") or (desc.get("training") or {}).get("landmark_method") or "fixed"
+        return cls(members, weights, features, tuple(desc["classes"]), bool(desc.get("tta_mirror")), n_jobs, method)
 
 
 _MEMBER_KEYS = ("name", "kind", "file", "weight")

@@ -14,7 +14,7 @@ API (used by :mod:`fer_hybrid.realtime`)::
 any size. Every crop is processed exactly like the training data: converted to gray, resized to
 48x48 (INTER_AREA), upscaled 4x and landmarked with the full-image box by the landmark method the
 ensemble was trained with (:mod:`.extract`: ``fixed``, or ``fixed-mirror`` which averages in the
-flipped crop; recorded as ``landmark_method`` in ``ensemble.json``); then geometric features -> ensemble. A box that is empty after
+flipped crop; the ensemble's ``landmark_method``, saved in ``ensemble.json``); then geometric features -> ensemble. A box that is empty after
 clipping to the frame gives a NaN row and NaN points.
 
 Frame boxes from a face detector are usually tighter than FER2013's crops; ``box_scale`` (default
@@ -41,7 +41,8 @@ class LandmarkPredictor:
     """Face crops -> dlib landmarks (fixed box on the 4x upscaled 48 px crop) -> landmark ensemble."""
 
     def __init__(self, ensemble: LandmarkEnsemble, name: str = "landmarks", box_scale: float = DEFAULT_BOX_SCALE,
-                 method: str = "fixed"):
+                 method: str | None = None):
+        method = method or ensemble.landmark_method
         if method not in METHODS or method == "hog":
             raise ArtifactError(f"landmark method {method!r} cannot run on face crops; use fixed or fixed-mirror")
         self.ensemble = ensemble
@@ -126,12 +127,5 @@ def load_landmark_predictor(path: Path, name: str = "landmarks") -> LandmarkPred
         raise ArtifactError(str(e)) from None
     import json
 
-    desc = json.loads(Path(path).read_text())
-    return LandmarkPredictor(ensemble, name, box_scale=desc.get("box_scale", DEFAULT_BOX_SCALE),
-                             method=landmark_method(desc))
-
-
-def landmark_method(desc: dict) -> str:
-    """The landmark method an ensemble descriptor was trained with (``fixed`` for descriptors before it was
-    recorded)."""
-    return desc.get("landmark_method") or (desc.get("training") or {}).get("landmark_method") or "fixed"
+    box_scale = json.loads(Path(path).read_text()).get("box_scale", DEFAULT_BOX_SCALE)
+    return LandmarkPredictor(ensemble, name, box_scale=box_scale)
