@@ -1,8 +1,8 @@
 """Fast small-batch prediction for fitted gradient-boosted trees (HistGradientBoosting and XGBoost).
 
 scikit-learn predicts one tree at a time (one Python-level call and one OpenMP region per tree and
-class): with hundreds of iterations x 5 classes that costs ~10 ms for a single face, most of a realtime
-frame; XGBoost's own single-row predict costs ~1-2 ms. :class:`FlatForest` copies the fitted trees into
+class): with hundreds of iterations x 5 classes that overhead dominates a single face, and XGBoost's own
+single-row predict also pays per-tree costs. :class:`FlatForest` copies the fitted trees into
 flat arrays once and walks every tree of every class together, one numpy step per tree level, so a
 batch of one costs a fraction of a millisecond. It gives the same probabilities as the model's own
 ``predict_proba`` (to float rounding: the per-class sums run in a different order). Numeric splits only

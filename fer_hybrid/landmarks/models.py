@@ -207,7 +207,7 @@ class LandmarkEnsemble:
 
         Small batches (realtime: one face per call) take a fast path without per-call thread-pool
         juggling, the boosted members through :class:`.flat_forest.FlatForest` (all trees walked at once;
-        sklearn's HistGradientBoosting predict costs ~10 ms per face in per-tree overhead, XGBoost's ~1-2 ms).
+        sklearn's HistGradientBoosting predict pays a per-tree call overhead that dominates a single face).
         """
         X = np.asarray(X, dtype=np.float64)
         ok = np.isfinite(X).all(axis=1)
