@@ -3,6 +3,7 @@
     python experiments/cnn_transfer.py --backbone vggbn --epochs 40 --ship
     python experiments/cnn_transfer.py --backbone vggface --weights vggface     # online users
     python experiments/cnn_transfer.py --backbone mobilenetv2 --weights imagenet --mode head-then-all
+    python experiments/cnn_transfer.py --weights models/vggbn.keras --epochs 8 --lr 3e-4 --ferplus-mix 0.5
 
 Method: the 5 study classes; train = Training, val = PublicTest (model selection, early stopping),
 test = PrivateTest (reported once). All layers are fine-tuned (``--mode all``, the study's protocol).
@@ -34,6 +35,9 @@ def parse_args(argv=None, default_backbone: str = "vggbn") -> argparse.Namespace
     p.add_argument("--lr", type=float, default=d.learning_rate)
     p.add_argument("--schedule", default=d.schedule, choices=["cosine", "plateau", "constant"])
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--ferplus-mix", type=float, default=d.ferplus_mix,
+                   help="train on (1-m) * FER2013 one-hot + m * FER+ vote shares (default 0: FER2013 labels only; "
+                        "FER+ files from $FERPLUS_DIR)")
     p.add_argument("--class-weights", action="store_true")
     p.add_argument("--mode", default=d.mode, choices=["all", "head-then-all"])
     p.add_argument("--patience", type=int, default=d.patience)
@@ -70,15 +74,29 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
         return 2
     if args.max_train:
         data.train = data.train.subset(slice(0, args.max_train))
+    labels_trained_on, train_targets = "FER2013 (original labels)", None
+    if args.ferplus_mix:
+        from fer_hybrid.ferplus import FerPlusError, ferplus_vote_shares, soft_targets
+
+        try:
+            train_targets, n_voted = soft_targets(data.train, ferplus_vote_shares(classes=data.classes),
+                                                  args.ferplus_mix)
+        except (FileNotFoundError, FerPlusError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        labels_trained_on = (f"soft targets: {1 - args.ferplus_mix:g} x FER2013 one-hot + {args.ferplus_mix:g} x "
+                             f"FER+ vote shares over the 5 classes ({n_voted} of {len(data.train)} training images "
+                             "have FER+ votes; the rest keep the FER2013 label)")
 
     # 2. Training: all layers, AdamW + cosine schedule by default, augmentation, early stopping on val.
     cfg = TrainConfig(backbone=args.backbone, weights=args.weights, input_size=args.image_size, epochs=args.epochs,
                       batch_size=args.batch_size, optimizer=args.optimizer, learning_rate=args.lr,
-                      schedule=args.schedule, label_smoothing=args.label_smoothing, class_weights=args.class_weights,
+                      schedule=args.schedule, label_smoothing=args.label_smoothing, ferplus_mix=args.ferplus_mix,
+                      class_weights=args.class_weights,
                       mode=args.mode, patience=args.patience, seed=args.seed, precision=args.precision,
                       strategy=args.strategy,
                       augment=dataclasses.asdict(Augment.none() if args.no_augment else Augment()))
-    result = fit(cfg, data, Path(args.checkpoints) / name, resume=not args.no_resume)
+    result = fit(cfg, data, Path(args.checkpoints) / name, resume=not args.no_resume, train_targets=train_targets)
     model = result.model
 
     # 3. Evaluation on train / val / test (test touched once, here), and batch-1 latency.
@@ -109,6 +127,7 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
         artifact=reports.artifact_info(artifact_path, ROOT), data={"source": Path(data.source).name, "sha256": data.sha256},
         backbone=args.backbone, image_size=image_size, epochs=result.epochs_run, best_epoch=result.best_epoch,
         precision=result.precision, tta=args.tta, config=cfg.to_dict(), history=result.history,
+        labels_trained_on=labels_trained_on,
         notes=notes, figures=["training_curves.png"])
     reports.save_history_png(result.history, out_dir / "training_curves.png", title=name)
     path = reports.write_report(report, out_dir)

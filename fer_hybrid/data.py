@@ -402,7 +402,8 @@ class Augment:
 
 def make_dataset(x: np.ndarray, y: np.ndarray | None = None, *, batch_size: int = 64, shuffle: bool = False,
                  augment: Augment | None = None, seed: int = 0, repeat: bool = False):
-    """tf.data.Dataset of float32 (b, 48, 48, 1) images in 0..255 (and int32 labels if ``y`` given).
+    """tf.data.Dataset of float32 (b, 48, 48, 1) images in 0..255, plus ``y`` if given: int32 (b,) labels,
+    or float32 (b, k) soft targets when ``y`` is a 2-D float array.
 
     Model-specific resizing/normalisation lives inside each model, so this is the only pipeline.
     """
@@ -411,7 +412,10 @@ def make_dataset(x: np.ndarray, y: np.ndarray | None = None, *, batch_size: int 
     x = np.asarray(x)
     if x.ndim == 3:
         x = x[..., None]
-    items = (x,) if y is None else (x, np.asarray(y, np.int32))
+    if y is not None:
+        y = np.asarray(y)
+        y = y.astype(np.float32) if y.ndim == 2 else y.astype(np.int32)
+    items = (x,) if y is None else (x, y)
     ds = tf.data.Dataset.from_tensor_slices(items)
     if shuffle:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)

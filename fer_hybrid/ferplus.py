@@ -20,6 +20,8 @@ is never a majority). An image is **excluded** (label -1) with one of the reason
 >>> labels = ferplus_majority_labels()                        # {archive path: study id or -1}
 >>> y_fp, keep = ferplus_split_labels(data.test, labels)      # int (n,), bool (n,)
 >>> ferplus_metrics(proba, data.test, labels)["accuracy"]
+
+For training, :func:`ferplus_vote_shares` and :func:`soft_targets` turn the votes into soft targets.
 """
 from __future__ import annotations
 
@@ -137,19 +139,52 @@ def read_votes(votes_csv: Path) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # Majority rule
 # --------------------------------------------------------------------------------------------
+def _drop_single_votes(votes: np.ndarray) -> np.ndarray:
+    v = np.asarray(votes, dtype=np.int64).reshape(-1, len(VOTE_COLUMNS))
+    return np.where(v > 1, v, 0)
+
+
 def majority_vote(votes: np.ndarray) -> np.ndarray:
     """FER+ majority per row: int (n,) index into :data:`VOTE_COLUMNS`, or -1 for no majority.
 
     Single votes are dropped (counts of 1 -> 0); the top count must exceed half of what remains.
     Among equal top counts the first column wins, but equal counts can never exceed half, so -1.
     """
-    v = np.asarray(votes, dtype=np.int64).reshape(-1, len(VOTE_COLUMNS))
-    v = np.where(v > 1, v, 0)
+    v = _drop_single_votes(votes)
     s = v.sum(axis=1)
     top = v.argmax(axis=1)
     m = v.max(axis=1, initial=0)
     ok = (s > 0) & (m > 0.5 * s)
     return np.where(ok, top, -1)
+
+
+def _map_rows(map_path: Path, votes_path: Path, n_votes: int):
+    """Yield (archive path, fer2013.csv row or None when unmatched) for every row of the JPEG->row map."""
+    fields, rows = _read_csv(map_path)
+    missing = {"jpg", "fer2013_row", "flag"} - set(fields)
+    if missing:
+        raise FerPlusError(f"{map_path} is not the FER+ map: missing column(s) {', '.join(sorted(missing))}")
+    for r in rows:
+        if r["flag"] == "unmatched" or not r["fer2013_row"].strip():
+            yield r["jpg"], None
+            continue
+        try:
+            i = int(r["fer2013_row"])
+        except ValueError:
+            i = -1
+        if not 0 <= i < n_votes:
+            raise FerPlusError(f"{map_path}: row for {r['jpg']} points at fer2013 row {r['fer2013_row']!r}, "
+                               f"outside the {n_votes} rows of {votes_path.name}")
+        yield r["jpg"], i
+
+
+def _check_classes(classes: Sequence[str]) -> tuple[str, ...]:
+    classes = tuple(classes)
+    known = set(FERPLUS_TO_FER.values())
+    bad = [c for c in classes if c not in known]
+    if bad:
+        raise ValueError(f"class name(s) {bad} have no FER+ counterpart; valid: {', '.join(sorted(known))}")
+    return classes
 
 
 def ferplus_majority_labels(votes_csv: str | os.PathLike | None = None, map_csv: str | os.PathLike | None = None,
@@ -161,31 +196,15 @@ def ferplus_majority_labels(votes_csv: str | os.PathLike | None = None, map_csv:
     FerPlusError when one is malformed (e.g. a map row pointing past the votes).
     """
     votes_path, map_path = resolve_files(votes_csv, map_csv)
-    classes = tuple(classes)
-    known = set(FERPLUS_TO_FER.values())
-    bad = [c for c in classes if c not in known]
-    if bad:
-        raise ValueError(f"class name(s) {bad} have no FER+ counterpart; valid: {', '.join(sorted(known))}")
+    classes = _check_classes(classes)
     votes = read_votes(votes_path)
     top = majority_vote(votes)
-    fields, rows = _read_csv(map_path)
-    missing = {"jpg", "fer2013_row", "flag"} - set(fields)
-    if missing:
-        raise FerPlusError(f"{map_path} is not the FER+ map: missing column(s) {', '.join(sorted(missing))}")
     labels, reasons, outside = {}, {}, {}
-    for r in rows:
-        path = r["jpg"]
-        if r["flag"] == "unmatched" or not r["fer2013_row"].strip():
+    for path, i in _map_rows(map_path, votes_path, len(votes)):
+        if i is None:
             labels[path], reasons[path] = -1, "unmatched"
             continue
-        try:
-            i = int(r["fer2013_row"])
-            col = int(top[i])
-            if i < 0:
-                raise IndexError
-        except (ValueError, IndexError):
-            raise FerPlusError(f"{map_path}: row for {path} points at fer2013 row {r['fer2013_row']!r}, "
-                               f"outside the {len(votes)} rows of {votes_path.name}") from None
+        col = int(top[i])
         name = VOTE_COLUMNS[col] if col >= 0 else None
         if name is None:
             labels[path], reasons[path] = -1, "no_majority"
@@ -199,6 +218,49 @@ def ferplus_majority_labels(votes_csv: str | os.PathLike | None = None, map_csv:
         else:
             labels[path] = classes.index(FERPLUS_TO_FER[name])
     return FerPlusLabels(labels, reasons, outside, classes)
+
+
+# --------------------------------------------------------------------------------------------
+# Vote distributions as soft training targets
+# --------------------------------------------------------------------------------------------
+def ferplus_vote_shares(votes_csv: str | os.PathLike | None = None, map_csv: str | os.PathLike | None = None,
+                        classes: Sequence[str] = STUDY_EMOTIONS) -> dict[str, np.ndarray]:
+    """``{archive path: float64 (k,) share of the votes}`` over ``classes`` (FER2013 names).
+
+    Single votes are dropped as outliers (the rule of :func:`majority_vote` and of FER+'s own training
+    modes), the rest is restricted to ``classes`` and normalised to sum to 1. Paths that are unmatched or
+    keep no vote for any of ``classes`` are absent.
+    """
+    votes_path, map_path = resolve_files(votes_csv, map_csv)
+    classes = _check_classes(classes)
+    votes = read_votes(votes_path)
+    fer_names = [FERPLUS_TO_FER.get(c) for c in VOTE_COLUMNS]
+    cols = [fer_names.index(c) for c in classes]
+    study = _drop_single_votes(votes)[:, cols].astype(np.float64)
+    total = study.sum(axis=1)
+    return {path: study[i] / total[i] for path, i in _map_rows(map_path, votes_path, len(votes))
+            if i is not None and total[i] > 0}
+
+
+def soft_targets(split, shares: Mapping[str, np.ndarray], mix: float) -> tuple[np.ndarray, int]:
+    """(float32 (n, k) training targets, number of rows that got FER+ votes) for a data.Split.
+
+    Row i is ``(1 - mix) * onehot(split.y[i]) + mix * shares[key]``; rows without FER+ votes keep the one-hot
+    FER2013 label. With ``mix <= 0.5`` the FER2013 label stays the arg-max, so the crowd only says how
+    ambiguous a face is (label-distribution learning), it never overrules the original label.
+    """
+    if not 0.0 <= mix <= 1.0:
+        raise ValueError(f"mix must be in [0, 1], got {mix}")
+    y = np.asarray(split.y, dtype=np.int64)
+    k = len(next(iter(shares.values()))) if shares else int(y.max(initial=0)) + 1
+    out = np.eye(k, dtype=np.float64)[y]
+    n_voted = 0
+    for i, key in enumerate(np.asarray(split.keys).tolist()):
+        s = shares.get(key)
+        if s is not None:
+            out[i] = (1.0 - mix) * out[i] + mix * s
+            n_voted += 1
+    return out.astype(np.float32), n_voted
 
 
 # --------------------------------------------------------------------------------------------

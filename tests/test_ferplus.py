@@ -10,7 +10,7 @@ import pytest
 
 from fer_hybrid.data import Split
 from fer_hybrid.ferplus import (FerPlusError, ferplus_majority_labels, ferplus_metrics, ferplus_split_labels,
-                                majority_vote, resolve_files)
+                                ferplus_vote_shares, majority_vote, resolve_files, soft_targets)
 from fer_hybrid.labels import STUDY_EMOTIONS
 
 DATA = Path(__file__).parent / "data"
@@ -142,3 +142,33 @@ def test_malformed_files(tmp_path):
 
 def test_study_classes_default(labels):
     assert labels.classes == STUDY_EMOTIONS
+
+
+# --------------------------------------------------------------------------------------------
+# Vote shares as soft training targets
+# --------------------------------------------------------------------------------------------
+def test_vote_shares_drop_single_votes_and_keep_only_study_classes():
+    shares = ferplus_vote_shares(VOTES, MAP)
+    # unmatched (no row), and rows whose votes left after dropping singles are all outside the classes
+    assert "fer2013/test/angry/PrivateTest_2.jpg" not in shares
+    assert "fer2013/test/happy/PrivateTest_4.jpg" not in shares       # ten single votes
+    assert "fer2013/test/angry/PrivateTest_1.jpg" not in shares       # only disgust 2 survives
+    np.testing.assert_allclose(shares["fer2013/test/fear/PrivateTest_3.jpg"], [0, .6, 0, 0, .4])
+    np.testing.assert_allclose(shares["fer2013/train/happy/Training_2.jpg"], [0, 0, .5, .5, 0])  # neutral 2 dropped
+    np.testing.assert_allclose(shares["fer2013/train/angry/Training_1.jpg"], [1, 0, 0, 0, 0])    # singles dropped
+    np.testing.assert_allclose(shares["fer2013/test/angry/PublicTest_1.jpg"], [1, 0, 0, 0, 0])   # contempt dropped
+    assert all(v.shape == (5,) and v.sum() == pytest.approx(1.0) for v in shares.values())
+
+
+def test_soft_targets_mix_one_hot_with_shares():
+    shares = ferplus_vote_shares(VOTES, MAP)
+    keys = np.array(["fer2013/test/fear/PrivateTest_3.jpg", "fer2013/train/happy/Training_2.jpg",
+                     "fer2013/test/angry/PrivateTest_2.jpg"])                      # last: no FER+ votes
+    split = Split(np.zeros((3, 48, 48), np.uint8), np.array([F, S, A]), keys)
+    t, n_voted = soft_targets(split, shares, 0.5)
+    assert t.dtype == np.float32 and t.shape == (3, 5) and n_voted == 2
+    np.testing.assert_allclose(t, [[0, .8, 0, 0, .2], [0, 0, .25, .75, 0], [1, 0, 0, 0, 0]])
+    assert (t.argmax(1) == split.y).all()                                           # mix 0.5 never overrules
+    np.testing.assert_allclose(soft_targets(split, shares, 0.0)[0], np.eye(5)[split.y])
+    with pytest.raises(ValueError, match=r"mix must be in \[0, 1\]"):
+        soft_targets(split, shares, 1.5)

@@ -1,6 +1,7 @@
 """Training code path on the 70-image fixture with a tiny model (seconds)."""
 from __future__ import annotations
 
+import gzip
 import json
 import sys
 from pathlib import Path
@@ -8,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_hybrid.cnn.train import TrainConfig, balanced_class_weights, fit, make_strategy, predict_proba
+from fer_hybrid.cnn.train import (TrainConfig, _datasets, balanced_class_weights, fit, load_best, make_strategy,
+                                  predict_proba)
 from fer_hybrid.data import Augment
 from fer_hybrid.reports import REQUIRED_KEYS, read_report
 
@@ -63,6 +65,24 @@ def test_bad_choices_raise_listing_valid_values(sample_data, tmp_path):
         fit(tiny_config(optimizer="rmsprop"), sample_data, tmp_path, verbose=0)
 
 
+def test_fit_on_soft_targets_scores_val_on_hard_labels(sample_data, tmp_path):
+    k = len(sample_data.classes)
+    targets = np.full((len(sample_data.train), k), 1.0 / k, np.float32)
+    targets[np.arange(len(targets)), sample_data.train.y] += 0.5
+    targets /= targets.sum(axis=1, keepdims=True)
+    train_ds, val_ds = _datasets(tiny_config(augment=Augment.none().__dict__), sample_data, 8, targets)
+    _, t = next(iter(train_ds))
+    assert t.dtype == "float32" and t.shape == (8, k)
+    _, v = next(iter(val_ds))
+    np.testing.assert_array_equal(v.numpy(), np.eye(k)[sample_data.val.y[:len(v)]])   # val: FER2013 one-hot
+    result = fit(tiny_config(), sample_data, tmp_path, verbose=0, train_targets=targets)
+    acc = result.history["val_accuracy"][0]
+    p = predict_proba(load_best(tmp_path), sample_data.val.x)
+    assert acc == pytest.approx(float((p.argmax(1) == sample_data.val.y).mean()), abs=1e-6)
+    with pytest.raises(ValueError, match="one row per training image"):
+        fit(tiny_config(), sample_data, tmp_path / "bad", verbose=0, train_targets=targets[:3])
+
+
 def test_balanced_class_weights_inverse_frequency():
     w = balanced_class_weights(np.array([0, 0, 0, 1]), 2)
     assert w == pytest.approx({0: 4 / 6, 1: 2.0})
@@ -87,6 +107,32 @@ def test_experiment_script_writes_schema_report(sample_tar, tmp_path, monkeypatc
     assert report["metrics"]["test"]["n"] == 10
     assert "random initialisation" in report["notes"]
     assert (tmp_path / "reports" / "tiny" / "training_curves.png").exists()
+
+
+def test_experiment_script_trains_on_ferplus_soft_targets(sample_tar, sample_data, tmp_path, monkeypatch, capsys):
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import cnn_transfer
+
+    # a FER+ folder whose map sends every sample training image to one of the tiny csv's 13 vote rows
+    votes = (ROOT / "tests" / "data" / "ferplus_tiny.csv").read_text()
+    rows = ["jpg,split,fer2013_row,ferplus_image,mad_best,mad_second,flag"]
+    rows += [f"{key},Training,{i % 13},x.png,1,2,ok" for i, key in enumerate(sample_data.train.keys.tolist())]
+    (tmp_path / "fp").mkdir()
+    (tmp_path / "fp" / "fer2013new.csv").write_text(votes)
+    (tmp_path / "fp" / "kaggle_to_ferplus_map.csv.gz").write_bytes(gzip.compress("\n".join(rows).encode()))
+    args = ["--data", str(sample_tar), "--backbone", "baseline", "--epochs", "1", "--batch-size", "16",
+            "--precision", "float32", "--name", "fp", "--reports", str(tmp_path / "reports"),
+            "--checkpoints", str(tmp_path / "ckpt"), "--ferplus-mix", "0.5"]
+    monkeypatch.setenv("FERPLUS_DIR", str(tmp_path / "fp"))
+    assert cnn_transfer.main(args) == 0
+    report = read_report(tmp_path / "reports" / "fp" / "report.json")
+    n_voted = sum(1 for i in range(len(sample_data.train)) if i % 13 not in (5, 11, 12))  # rows 5, 11, 12: no study votes
+    assert report["config"]["ferplus_mix"] == 0.5
+    assert report["labels_trained_on"].startswith("soft targets: 0.5 x FER2013 one-hot + 0.5 x FER+ vote shares")
+    assert f"({n_voted} of {len(sample_data.train)} training images" in report["labels_trained_on"]
+    monkeypatch.setenv("FERPLUS_DIR", str(tmp_path / "nowhere"))
+    assert cnn_transfer.main(args + ["--no-resume"]) == 2
+    assert "FER+ file(s) not found" in capsys.readouterr().err
 
 
 def test_experiment_script_missing_data_exits_2(tmp_path, capsys):

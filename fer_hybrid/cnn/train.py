@@ -38,6 +38,7 @@ class TrainConfig:
     schedule: str = "cosine"             # cosine | plateau | constant
     warmup_epochs: int = 1
     label_smoothing: float = 0.0
+    ferplus_mix: float = 0.0             # share of the FER+ vote distribution in the training targets
     class_weights: bool = False
     mode: str = "all"                    # all | head-then-all
     head_epochs: int = 2
@@ -132,11 +133,11 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int, epochs: int, lr_scale
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}; valid: adam, adamw, sgd")
 
 
-def compile_model(model, optimizer, label_smoothing: float) -> None:
+def compile_model(model, optimizer, label_smoothing: float, soft_targets: bool = False) -> None:
     import keras
 
-    if label_smoothing:
-        # CategoricalCrossentropy supports smoothing; labels are one-hot encoded in the pipeline.
+    if label_smoothing or soft_targets:
+        # CategoricalCrossentropy takes smoothing and soft targets; labels are one-hot encoded in the pipeline.
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
         metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
     else:
@@ -185,23 +186,28 @@ def _epoch_callbacks(ckpt_dir: Path, state: dict):
 # ---------------------------------------------------------------------------------------------
 # Fit
 # ---------------------------------------------------------------------------------------------
-def _datasets(cfg: TrainConfig, data: FER2013, batch_size: int):
+def _datasets(cfg: TrainConfig, data: FER2013, batch_size: int, train_targets: np.ndarray | None = None):
     import tensorflow as tf
 
     aug = Augment(**cfg.augment)
-    train = make_dataset(data.train.x, data.train.y, batch_size=batch_size, shuffle=True, augment=aug, seed=cfg.seed)
+    k = len(data.classes)
+    onehot = lambda x, y: (x, tf.one_hot(y, k))  # noqa: E731
+    y_train = data.train.y if train_targets is None else train_targets
+    train = make_dataset(data.train.x, y_train, batch_size=batch_size, shuffle=True, augment=aug, seed=cfg.seed)
     val = make_dataset(data.val.x, data.val.y, batch_size=256)
-    if cfg.label_smoothing:
-        k = len(data.classes)
-        onehot = lambda x, y: (x, tf.one_hot(y, k))  # noqa: E731
+    if train_targets is not None:
+        val = val.map(onehot)
+    elif cfg.label_smoothing:
         train, val = train.map(onehot), val.map(onehot)
     return train, val
 
 
 def fit(cfg: TrainConfig, data: FER2013, checkpoint_dir: str | os.PathLike, resume: bool = True,
-        verbose: int = 1) -> TrainResult:
+        verbose: int = 1, train_targets: np.ndarray | None = None) -> TrainResult:
     """Train ``cfg.backbone`` on ``data.train``, validate on ``data.val``; return the best-by-val model.
 
+    ``train_targets``: optional float (n_train, k) soft targets (e.g. :func:`fer_hybrid.ferplus.soft_targets`)
+    used instead of ``data.train.y``; validation always scores the FER2013 labels.
     Resumes from ``checkpoint_dir/last.keras`` when ``resume`` and a previous run left one.
     """
     import keras
@@ -213,7 +219,10 @@ def fit(cfg: TrainConfig, data: FER2013, checkpoint_dir: str | os.PathLike, resu
     set_seeds(cfg.seed)
     strategy = make_strategy(cfg.strategy)
     batch_size = cfg.batch_size * strategy.num_replicas_in_sync
-    train_ds, val_ds = _datasets(cfg, data, batch_size)
+    if train_targets is not None and np.shape(train_targets) != (len(data.train), len(data.classes)):
+        raise ValueError(f"train_targets has shape {np.shape(train_targets)}; expected "
+                         f"{(len(data.train), len(data.classes))} (one row per training image)")
+    train_ds, val_ds = _datasets(cfg, data, batch_size, train_targets)
     steps = int(np.ceil(len(data.train) / batch_size))
     k = len(data.classes)
     class_weight = balanced_class_weights(data.train.y, k) if cfg.class_weights else None
@@ -233,10 +242,11 @@ def fit(cfg: TrainConfig, data: FER2013, checkpoint_dir: str | os.PathLike, resu
         else:
             model = build(cfg, k)
             if cfg.mode == "head-then-all" and cfg.head_epochs > 0:
-                _fit_head(model, cfg, train_ds, val_ds, steps, class_weight, verbose)
+                _fit_head(model, cfg, train_ds, val_ds, steps, class_weight, verbose, train_targets is not None)
             elif cfg.mode not in ("all", "head-then-all"):
                 raise ValueError(f"unknown mode {cfg.mode!r}; valid: all, head-then-all")
-            compile_model(model, make_optimizer(cfg, steps, cfg.epochs), cfg.label_smoothing)
+            compile_model(model, make_optimizer(cfg, steps, cfg.epochs), cfg.label_smoothing,
+                          soft_targets=train_targets is not None)
 
     callbacks = _epoch_callbacks(ckpt_dir, state)
     callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=cfg.patience))
@@ -253,12 +263,13 @@ def fit(cfg: TrainConfig, data: FER2013, checkpoint_dir: str | os.PathLike, resu
                        int(state.get("best_epoch", 0)), precision)
 
 
-def _fit_head(model, cfg, train_ds, val_ds, steps, class_weight, verbose):
+def _fit_head(model, cfg, train_ds, val_ds, steps, class_weight, verbose, soft_targets=False):
     """Warm up the new head with the backbone frozen (layers named like keras.applications / VGGFace convs)."""
     frozen = [l for l in model.layers if l.weights and not l.name.startswith(("head", "predictions", "fc"))]
     for layer in frozen:
         layer.trainable = False
-    compile_model(model, make_optimizer(cfg, steps, cfg.head_epochs, lr_scale=1.0), cfg.label_smoothing)
+    compile_model(model, make_optimizer(cfg, steps, cfg.head_epochs, lr_scale=1.0), cfg.label_smoothing,
+                  soft_targets)
     model.fit(train_ds, validation_data=val_ds, epochs=cfg.head_epochs, class_weight=class_weight, verbose=verbose)
     for layer in frozen:
         layer.trainable = True
