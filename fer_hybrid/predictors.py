@@ -188,6 +188,8 @@ _CNN = {
     "vggbn-ft": ("cnn", "python experiments/cnn_transfer.py --backbone vggbn --weights models/vggbn.keras --epochs 8 "
                         "--lr 3e-4 --seed 11 --tta --name vggbn-ft",
                  "vggbn trained 8 more epochs (a second cosine cycle, new seed): a snapshot-ensemble member"),
+    "vggbn-s7": ("cnn", "python experiments/cnn_transfer.py --backbone vggbn --epochs 30 --seed 7 --tta --name vggbn-s7",
+                 "vggbn trained from scratch with another seed: an independent ensemble member"),
 }
 for _name, (_kind, _cmd, _desc) in _CNN.items():
     register_model(ModelSpec(_name, _kind, f"{_name}.keras", "fer_hybrid.predictors:load_keras_predictor", _cmd, _desc))
