@@ -190,6 +190,9 @@ _CNN = {
                  "vggbn trained 8 more epochs (a second cosine cycle, new seed): a snapshot-ensemble member"),
     "vggbn-s7": ("cnn", "python experiments/cnn_transfer.py --backbone vggbn --epochs 30 --seed 7 --tta --name vggbn-s7",
                  "vggbn trained from scratch with another seed: an independent ensemble member"),
+    "vggbn-s7-fp": ("cnn", "python experiments/cnn_transfer.py --backbone vggbn --weights models/vggbn-s7.keras "
+                           "--epochs 8 --lr 3e-4 --seed 13 --ferplus-mix 0.5 --tta --name vggbn-s7-fp",
+                    "vggbn-s7 trained 8 more epochs on soft targets: half FER2013 label, half FER+ vote shares"),
 }
 for _name, (_kind, _cmd, _desc) in _CNN.items():
     register_model(ModelSpec(_name, _kind, f"{_name}.keras", "fer_hybrid.predictors:load_keras_predictor", _cmd, _desc))
