@@ -80,12 +80,12 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
 
         try:
             train_targets, n_voted = soft_targets(data.train, ferplus_vote_shares(classes=data.classes),
-                                                  args.ferplus_mix)
+                                                  args.ferplus_mix, len(data.classes))
         except (FileNotFoundError, FerPlusError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
         labels_trained_on = (f"soft targets: {1 - args.ferplus_mix:g} x FER2013 one-hot + {args.ferplus_mix:g} x "
-                             f"FER+ vote shares over the 5 classes ({n_voted} of {len(data.train)} training images "
+                             f"FER+ vote shares over the {len(data.classes)} classes ({n_voted} of {len(data.train)} training images "
                              "have FER+ votes; the rest keep the FER2013 label)")
 
     # 2. Training: all layers, AdamW + cosine schedule by default, augmentation, early stopping on val.

@@ -242,8 +242,8 @@ def ferplus_vote_shares(votes_csv: str | os.PathLike | None = None, map_csv: str
             if i is not None and total[i] > 0}
 
 
-def soft_targets(split, shares: Mapping[str, np.ndarray], mix: float) -> tuple[np.ndarray, int]:
-    """(float32 (n, k) training targets, number of rows that got FER+ votes) for a data.Split.
+def soft_targets(split, shares: Mapping[str, np.ndarray], mix: float, num_classes: int) -> tuple[np.ndarray, int]:
+    """(float32 (n, num_classes) training targets, number of rows that got FER+ votes) for a data.Split.
 
     Row i is ``(1 - mix) * onehot(split.y[i]) + mix * shares[key]``; rows without FER+ votes keep the one-hot
     FER2013 label. With ``mix <= 0.5`` the FER2013 label stays the arg-max, so the crowd only says how
@@ -251,9 +251,7 @@ def soft_targets(split, shares: Mapping[str, np.ndarray], mix: float) -> tuple[n
     """
     if not 0.0 <= mix <= 1.0:
         raise ValueError(f"mix must be in [0, 1], got {mix}")
-    y = np.asarray(split.y, dtype=np.int64)
-    k = len(next(iter(shares.values()))) if shares else int(y.max(initial=0)) + 1
-    out = np.eye(k, dtype=np.float64)[y]
+    out = np.eye(num_classes, dtype=np.float64)[np.asarray(split.y, dtype=np.int64)]
     n_voted = 0
     for i, key in enumerate(np.asarray(split.keys).tolist()):
         s = shares.get(key)

@@ -165,10 +165,10 @@ def test_soft_targets_mix_one_hot_with_shares():
     keys = np.array(["fer2013/test/fear/PrivateTest_3.jpg", "fer2013/train/happy/Training_2.jpg",
                      "fer2013/test/angry/PrivateTest_2.jpg"])                      # last: no FER+ votes
     split = Split(np.zeros((3, 48, 48), np.uint8), np.array([F, S, A]), keys)
-    t, n_voted = soft_targets(split, shares, 0.5)
+    t, n_voted = soft_targets(split, shares, 0.5, 5)
     assert t.dtype == np.float32 and t.shape == (3, 5) and n_voted == 2
     np.testing.assert_allclose(t, [[0, .8, 0, 0, .2], [0, 0, .25, .75, 0], [1, 0, 0, 0, 0]])
     assert (t.argmax(1) == split.y).all()                                           # mix 0.5 never overrules
-    np.testing.assert_allclose(soft_targets(split, shares, 0.0)[0], np.eye(5)[split.y])
+    np.testing.assert_allclose(soft_targets(split, shares, 0.0, 5)[0], np.eye(5)[split.y])
     with pytest.raises(ValueError, match=r"mix must be in \[0, 1\]"):
-        soft_targets(split, shares, 1.5)
+        soft_targets(split, shares, 1.5, 5)
