@@ -193,6 +193,9 @@ _CNN = {
     "vggbn-s7-fp": ("cnn", "python experiments/cnn_transfer.py --backbone vggbn --weights models/vggbn-s7.keras "
                            "--epochs 8 --lr 3e-4 --seed 13 --ferplus-mix 0.5 --tta --name vggbn-s7-fp",
                     "vggbn-s7 trained 8 more epochs on soft targets: half FER2013 label, half FER+ vote shares"),
+    "vggbn-long": ("cnn", "python experiments/cnn_transfer.py --backbone vggbn --weights models/vggbn-ft.keras "
+                          "--epochs 38 --lr 1e-3 --seed 23 --tta --name vggbn-long",
+                   "vggbn-ft trained 38 more epochs (a full-height cosine restart): the longest-trained vggbn"),
 }
 for _name, (_kind, _cmd, _desc) in _CNN.items():
     register_model(ModelSpec(_name, _kind, f"{_name}.keras", "fer_hybrid.predictors:load_keras_predictor", _cmd, _desc))
