@@ -353,7 +353,7 @@ def run(args: argparse.Namespace) -> int:
                               metrics={s: {k: report["metrics"][s][k] for k in ("accuracy", "macro_f1", "n")}
                                        for s in SPLITS},
                               report=f"experiments/reports/{name}/report.json",
-                              extra_files=[str(head)] if head.exists() and fuser.method != "late" else None)
+                              extra_files=[str(head)] if head.exists() else None)
     print(f"shipped {name} (val {val_acc:.4f}) -> {ship}")
     return 0
 

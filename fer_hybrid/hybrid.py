@@ -349,7 +349,8 @@ class HybridPredictor:
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, path: str | Path, models_root: str | Path | None = None, extra: dict | None = None) -> Path:
-        """Write the descriptor ``path`` (+ ``<stem>-fusion.joblib`` for a learned head) atomically.
+        """Write the descriptor ``path`` (+ ``<stem>-fusion.joblib`` for a learned head) atomically; a head
+        left there by an earlier save is removed when this fusion has none (late fusion).
 
         CNN file(s) and ``landmark_model`` are recorded relative to ``models_root`` (default: the parent of
         the descriptor's folder, i.e. ``models/`` for ``models/hybrid/hybrid.json``)."""
@@ -361,8 +362,8 @@ class HybridPredictor:
             raise ValueError("set landmark_model (the landmark ensemble.json path) before saving")
         fusion = self.fuser.get_config()
         model = getattr(self.fuser, "model_", None)
+        head = path.with_name(f"{path.stem}-fusion.joblib")
         if model is not None:
-            head = path.with_name(f"{path.stem}-fusion.joblib")
             with _atomic.atomic_path(head) as tmp:
                 joblib.dump(model, tmp, compress=3)
             fusion.update(file=head.name, sha256=file_sha256(head))
@@ -374,6 +375,8 @@ class HybridPredictor:
                               "sha256": file_sha256(lm_path) if lm_path.exists() else None},
                 "fusion": fusion, "crop_margin": self.crop_margin, **(extra or {})}
         _atomic.write_text(path, json.dumps(desc, indent=2) + "\n")
+        if model is None:
+            head.unlink(missing_ok=True)  # only after the new descriptor (which does not name it) is in place
         return path
 
 

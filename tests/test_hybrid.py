@@ -332,6 +332,24 @@ def test_hybrid_save_load_round_trip_and_registry(method, models_root, sample_da
     np.testing.assert_array_equal(load_hybrid_predictor(path).predict_proba(list(x)), expected)
 
 
+def test_saving_late_fusion_over_a_learned_head_removes_the_stale_head(models_root, sample_data, tmp_path):
+    from fer_hybrid.landmarks.predictor import load_landmark_predictor
+
+    lm_json = models_root / "landmarks" / "ensemble.json"
+    lm = load_landmark_predictor(lm_json)
+    cnn = CNNEnsemblePredictor.from_files([models_root / "vggbn.keras"])
+    val = _parts(cnn, lm, sample_data)["val"]
+    path = tmp_path / "hybrid" / "hybrid.json"
+    head = path.with_name("hybrid-fusion.joblib")
+    stacking = fz.StackingFusion(cv=3).fit(val, sample_data.val.y)
+    HybridPredictor(cnn, lm, stacking, landmark_model=lm_json).save(path, models_root=models_root)
+    assert head.exists() and json.loads(path.read_text())["fusion"]["file"] == head.name
+    late = fz.LateFusion().fit(val, sample_data.val.y)
+    HybridPredictor(cnn, lm, late, landmark_model=lm_json).save(path, models_root=models_root)
+    assert not head.exists() and "file" not in json.loads(path.read_text())["fusion"]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["hybrid.json"]
+
+
 def test_frame_api_gives_probabilities_and_frame_landmarks(models_root, sample_data):
     import cv2
 
