@@ -199,6 +199,9 @@ _CNN = {
     "vggbn-s7-long": ("cnn", "python experiments/cnn_transfer.py --backbone vggbn --weights models/vggbn-s7.keras "
                              "--epochs 38 --lr 1e-3 --seed 29 --tta --name vggbn-s7-long",
                       "vggbn-s7 trained 38 more epochs (a full-height cosine restart): long-trained, independent of vggbn-long"),
+    "vggbn-long-ft": ("cnn", "python experiments/cnn_transfer.py --backbone vggbn --weights models/vggbn-long.keras "
+                             "--epochs 8 --lr 3e-4 --seed 31 --tta --name vggbn-long-ft",
+                      "vggbn-long trained 8 more epochs (a second, lower cosine cycle): a snapshot-ensemble member"),
 }
 for _name, (_kind, _cmd, _desc) in _CNN.items():
     register_model(ModelSpec(_name, _kind, f"{_name}.keras", "fer_hybrid.predictors:load_keras_predictor", _cmd, _desc))

@@ -6,7 +6,7 @@ import pytest
 from fer_hybrid import predictors as pr
 from fer_hybrid.predictors import ArtifactError, ArtifactMissingError
 
-BUILTIN = {"baseline", "vggbn", "vggbn-ft", "vggbn-s7", "vggbn-s7-fp", "vggbn-long", "vggbn-s7-long", "mobilenetv2", "resnet50", "vgg16", "vggface", "landmarks", "hybrid"}
+BUILTIN = {"baseline", "vggbn", "vggbn-ft", "vggbn-s7", "vggbn-s7-fp", "vggbn-long", "vggbn-s7-long", "vggbn-long-ft", "mobilenetv2", "resnet50", "vgg16", "vggface", "landmarks", "hybrid"}
 
 
 def test_list_models_names():
