@@ -38,6 +38,12 @@ def parse_args(argv=None, default_backbone: str = "vggbn") -> argparse.Namespace
     p.add_argument("--ferplus-mix", type=float, default=d.ferplus_mix,
                    help="train on (1-m) * FER2013 one-hot + m * FER+ vote shares (default 0: FER2013 labels only; "
                         "FER+ files from $FERPLUS_DIR)")
+    p.add_argument("--teacher", default=None,
+                   help="distil from this registered model (its CNN ensemble, under its own TTA policy): targets = "
+                        "[teacher probabilities on the training images, FER2013 one-hot]")
+    p.add_argument("--kd-temperature", type=float, default=2.0, help="distillation temperature T (with --teacher)")
+    p.add_argument("--kd-alpha", type=float, default=0.7,
+                   help="weight of the distillation term; 1 - alpha goes to the FER2013 label (with --teacher)")
     p.add_argument("--class-weights", action="store_true")
     p.add_argument("--mode", default=d.mode, choices=["all", "head-then-all"])
     p.add_argument("--patience", type=int, default=d.patience)
@@ -88,11 +94,32 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
                              f"FER+ vote shares over the {len(data.classes)} classes ({n_voted} of {len(data.train)} training images "
                              "have FER+ votes; the rest keep the FER2013 label)")
 
+    teacher_info = None
+    if args.teacher:  # knowledge distillation: the teacher's probabilities on every training image, cached
+        from fer_hybrid.cnn.distill import cached_teacher_proba, distillation_targets
+        from fer_hybrid.data import cache_dir
+        from fer_hybrid.predictors import load_predictor
+
+        teacher = load_predictor(args.teacher)
+        teacher_fn = getattr(teacher, "cnn", teacher).predict_proba  # a hybrid's CNN ensemble; else the model
+        entry = artifacts.read_manifest().get("models", {}).get(args.teacher, {})
+        proba, teacher_info = cached_teacher_proba(teacher_fn, data.train.x, entry.get("sha256", args.teacher),
+                                                   cache_dir())
+        teacher_info.update(name=args.teacher, temperature=args.kd_temperature, alpha=args.kd_alpha,
+                            tta=getattr(getattr(teacher, "cnn", teacher), "tta", None),
+                            train_accuracy=float((proba.argmax(1) == data.train.y).mean()))
+        train_targets = distillation_targets(proba, data.train.y, len(data.classes))
+        labels_trained_on = (f"knowledge distillation from {args.teacher} (T={args.kd_temperature:g}, "
+                             f"alpha={args.kd_alpha:g} on the teacher, {1 - args.kd_alpha:g} on the FER2013 label)")
+        del teacher
+
     # 2. Training: all layers, AdamW + cosine schedule by default, augmentation, early stopping on val.
     cfg = TrainConfig(backbone=args.backbone, weights=args.weights, input_size=args.image_size, epochs=args.epochs,
                       batch_size=args.batch_size, optimizer=args.optimizer, learning_rate=args.lr,
                       schedule=args.schedule, label_smoothing=args.label_smoothing, ferplus_mix=args.ferplus_mix,
                       class_weights=args.class_weights,
+                      distill_temperature=args.kd_temperature if args.teacher else 0.0,
+                      distill_alpha=args.kd_alpha if args.teacher else 0.0,
                       mode=args.mode, patience=args.patience, seed=args.seed, precision=args.precision,
                       strategy=args.strategy,
                       augment=dataclasses.asdict(Augment.none() if args.no_augment else Augment()))
@@ -127,7 +154,7 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
         artifact=reports.artifact_info(artifact_path, ROOT), data={"source": Path(data.source).name, "sha256": data.sha256},
         backbone=args.backbone, image_size=image_size, epochs=result.epochs_run, best_epoch=result.best_epoch,
         precision=result.precision, tta=args.tta, config=cfg.to_dict(), history=result.history,
-        labels_trained_on=labels_trained_on,
+        labels_trained_on=labels_trained_on, teacher=teacher_info,
         notes=notes, figures=["training_curves.png"])
     reports.save_history_png(result.history, out_dir / "training_curves.png", title=name)
     path = reports.write_report(report, out_dir)

@@ -39,6 +39,8 @@ class TrainConfig:
     warmup_epochs: int = 1
     label_smoothing: float = 0.0
     ferplus_mix: float = 0.0             # share of the FER+ vote distribution in the training targets
+    distill_temperature: float = 0.0     # > 0: knowledge distillation (targets = [teacher proba, one-hot])
+    distill_alpha: float = 0.0           # weight of the distillation term (1 - alpha on the FER2013 label)
     class_weights: bool = False
     mode: str = "all"                    # all | head-then-all
     head_epochs: int = 2
@@ -133,9 +135,17 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int, epochs: int, lr_scale
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}; valid: adam, adamw, sgd")
 
 
-def compile_model(model, optimizer, label_smoothing: float, soft_targets: bool = False) -> None:
+def compile_model(model, optimizer, label_smoothing: float, soft_targets: bool = False,
+                  distill: tuple[float, float] | None = None) -> None:
+    """Loss and accuracy metric: sparse CE on int labels, CE on soft targets, or, with ``distill`` =
+    (temperature, alpha), :class:`fer_hybrid.cnn.distill.DistillationLoss` on (n, 2k) targets."""
     import keras
 
+    if distill is not None:
+        from .distill import DistillationLoss, LabelAccuracy
+
+        model.compile(optimizer=optimizer, loss=DistillationLoss(*distill), metrics=[LabelAccuracy()])
+        return
     if label_smoothing or soft_targets:
         # CategoricalCrossentropy takes smoothing and soft targets; labels are one-hot encoded in the pipeline.
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
@@ -195,7 +205,9 @@ def _datasets(cfg: TrainConfig, data: FER2013, batch_size: int, train_targets: n
     y_train = data.train.y if train_targets is None else train_targets
     train = make_dataset(data.train.x, y_train, batch_size=batch_size, shuffle=True, augment=aug, seed=cfg.seed)
     val = make_dataset(data.val.x, data.val.y, batch_size=256)
-    if train_targets is not None:
+    if cfg.distill_temperature:  # the label half is what LabelAccuracy scores; the teacher half is the label too
+        val = val.map(lambda x, y: (x, tf.concat([tf.one_hot(y, k), tf.one_hot(y, k)], axis=-1)))
+    elif train_targets is not None:
         val = val.map(onehot)
     elif cfg.label_smoothing:
         train, val = train.map(onehot), val.map(onehot)
@@ -219,9 +231,12 @@ def fit(cfg: TrainConfig, data: FER2013, checkpoint_dir: str | os.PathLike, resu
     set_seeds(cfg.seed)
     strategy = make_strategy(cfg.strategy)
     batch_size = cfg.batch_size * strategy.num_replicas_in_sync
-    if train_targets is not None and np.shape(train_targets) != (len(data.train), len(data.classes)):
+    width = len(data.classes) * (2 if cfg.distill_temperature else 1)
+    if cfg.distill_temperature and train_targets is None:
+        raise ValueError("distillation (distill_temperature > 0) needs train_targets = [teacher proba, one-hot]")
+    if train_targets is not None and np.shape(train_targets) != (len(data.train), width):
         raise ValueError(f"train_targets has shape {np.shape(train_targets)}; expected "
-                         f"{(len(data.train), len(data.classes))} (one row per training image)")
+                         f"{(len(data.train), width)} (one row per training image)")
     train_ds, val_ds = _datasets(cfg, data, batch_size, train_targets)
     steps = int(np.ceil(len(data.train) / batch_size))
     k = len(data.classes)
@@ -246,7 +261,8 @@ def fit(cfg: TrainConfig, data: FER2013, checkpoint_dir: str | os.PathLike, resu
             elif cfg.mode not in ("all", "head-then-all"):
                 raise ValueError(f"unknown mode {cfg.mode!r}; valid: all, head-then-all")
             compile_model(model, make_optimizer(cfg, steps, cfg.epochs), cfg.label_smoothing,
-                          soft_targets=train_targets is not None)
+                          soft_targets=train_targets is not None,
+                          distill=(cfg.distill_temperature, cfg.distill_alpha) if cfg.distill_temperature else None)
 
     callbacks = _epoch_callbacks(ckpt_dir, state)
     callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=cfg.patience))

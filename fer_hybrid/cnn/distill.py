@@ -1,0 +1,120 @@
+"""Knowledge distillation: a teacher's probabilities as training targets, and the distillation loss.
+
+Targets handed to :func:`fer_hybrid.cnn.train.fit` are float32 (n, 2k): the teacher's probabilities
+(n, k) followed by the FER2013 one-hot label (n, k). :class:`DistillationLoss` mixes
+
+    alpha * T^2 * KL(softmax(log t / T) || softmax(log s / T)) + (1 - alpha) * CE(label, s)
+
+where ``t`` is the teacher's and ``s`` the student's softmax output (Hinton et al. 2015; softening a
+probability vector by ``T`` through its log is the same as dividing the logits by ``T``).
+:class:`LabelAccuracy` scores the label half, so ``val_accuracy`` stays FER2013 accuracy.
+
+>>> targets = distillation_targets(teacher_proba, data.train.y, k=5)       # (n, 10)
+>>> fit(cfg, data, ckpt, train_targets=targets)                           # cfg.distill_temperature > 0
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+
+from .. import _atomic
+
+EPS = 1e-7
+
+
+def _soften(p, temperature: float):
+    """Probabilities (n, k) softened by ``temperature``: softmax(log p / T)."""
+    return keras.ops.softmax(keras.ops.log(keras.ops.clip(p, EPS, 1.0)) / temperature, axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="fer_hybrid")
+class DistillationLoss(keras.losses.Loss):
+    """KD loss on targets (n, 2k) = [teacher probabilities, one-hot label] and softmax outputs (n, k)."""
+
+    def __init__(self, temperature: float = 2.0, alpha: float = 0.7, name: str = "distillation", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if not temperature > 0 or not 0 <= alpha <= 1:
+            raise ValueError(f"need temperature > 0 and 0 <= alpha <= 1, got T={temperature}, alpha={alpha}")
+        self.temperature = float(temperature)
+        self.alpha = float(alpha)
+
+    def call(self, y_true, y_pred):
+        k = keras.ops.shape(y_pred)[-1]
+        teacher, label = y_true[..., :k], y_true[..., k:]
+        y_pred = keras.ops.cast(y_pred, "float32")
+        t = self.temperature
+        pt, ps = _soften(keras.ops.cast(teacher, "float32"), t), _soften(y_pred, t)
+        kl = keras.ops.sum(pt * (keras.ops.log(keras.ops.clip(pt, EPS, 1.0)) - keras.ops.log(keras.ops.clip(ps, EPS, 1.0))),
+                           axis=-1)
+        ce = -keras.ops.sum(keras.ops.cast(label, "float32") * keras.ops.log(keras.ops.clip(y_pred, EPS, 1.0)), axis=-1)
+        return self.alpha * t * t * kl + (1.0 - self.alpha) * ce
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "temperature": self.temperature, "alpha": self.alpha}
+
+
+@keras.saving.register_keras_serializable(package="fer_hybrid")
+class LabelAccuracy(keras.metrics.Mean):
+    """Accuracy of the softmax output (n, k) against the label half of (n, 2k) distillation targets."""
+
+    def __init__(self, name: str = "accuracy", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        k = keras.ops.shape(y_pred)[-1]
+        hit = keras.ops.cast(keras.ops.equal(keras.ops.argmax(y_true[..., k:], axis=-1),
+                                             keras.ops.argmax(y_pred, axis=-1)), "float32")
+        return super().update_state(hit, sample_weight=sample_weight)
+
+
+def distillation_targets(teacher_proba: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """float32 (n, 2k) = [teacher probabilities (n, k), one-hot of int labels (n,)]; ValueError on a shape or
+    probability mismatch."""
+    teacher_proba = np.asarray(teacher_proba, np.float32)
+    labels = np.asarray(labels)
+    if teacher_proba.shape != (len(labels), k):
+        raise ValueError(f"teacher probabilities have shape {teacher_proba.shape}; expected {(len(labels), k)}")
+    if not np.all(np.isfinite(teacher_proba)) or not np.allclose(teacher_proba.sum(1), 1, atol=1e-3):
+        raise ValueError("teacher probabilities must be finite rows summing to 1")
+    return np.concatenate([teacher_proba, np.eye(k, dtype=np.float32)[labels]], axis=1)
+
+
+def images_sha256(x: np.ndarray) -> str:
+    """sha256 of a uint8 image stack's shape and bytes (the cache key of targets computed on it)."""
+    x = np.ascontiguousarray(x)
+    h = hashlib.sha256(repr((x.shape, str(x.dtype))).encode())
+    h.update(x.tobytes())
+    return h.hexdigest()
+
+
+def cached_teacher_proba(predict_proba: Callable[[np.ndarray], np.ndarray], x: np.ndarray, teacher_key: str,
+                         cache_dir: str | Path, batch_size: int = 512, progress: bool = True) -> tuple[np.ndarray, dict]:
+    """Teacher probabilities float32 (n, k) for uint8 faces (n, 48, 48), cached as an .npz keyed by the
+    teacher (``teacher_key``, e.g. its descriptor's sha256) and the images' sha256.
+
+    Returns (probabilities, info) where info has ``cache`` (path), ``images_sha256``, ``seconds`` (time
+    spent computing them, read back from the cache on a hit) and ``cached`` (bool).
+    """
+    from tqdm import tqdm
+
+    x_sha = images_sha256(x)
+    key = hashlib.sha256(f"{teacher_key}:{x_sha}".encode()).hexdigest()[:24]
+    path = Path(cache_dir) / f"teacher-{key}.npz"
+    info = {"cache": str(path), "images_sha256": x_sha, "teacher_key": teacher_key}
+    if path.exists():
+        with np.load(path) as z:
+            return z["proba"], {**info, "seconds": float(z["seconds"]), "cached": True}
+    t0 = time.perf_counter()
+    parts = []
+    for s in tqdm(range(0, len(x), batch_size), desc="teacher targets", unit="batch", disable=not progress):
+        parts.append(np.asarray(predict_proba(x[s:s + batch_size]), np.float32))
+    proba = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+    seconds = time.perf_counter() - t0
+    with _atomic.atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, proba=proba, seconds=np.float64(seconds))
+    return proba, {**info, "seconds": seconds, "cached": False}
