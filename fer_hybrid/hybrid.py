@@ -89,6 +89,8 @@ class CNNEnsemblePredictor:
     (default equal; normalised to sum 1).
     """
 
+    input_kind = "crops"
+
     def __init__(self, models: Sequence, name: str = "cnn-ensemble", flip_tta: bool = False,
                  files: Sequence[str | Path] | None = None, embedding_layer: str = EMBEDDING_LAYER,
                  classes: Sequence[str] = STUDY_EMOTIONS, batch_size: int = 256,
@@ -260,6 +262,8 @@ class HybridPredictor:
     "classification": s}; the frame API also sets ``last_landmarks`` (float32 (k, 68, 2), frame pixels).
     """
 
+    input_kind = "frame"  # the Analyzer calls predict_frame(frame, boxes): landmarks + CNN crops, one pass
+
     def __init__(self, cnn: CNNEnsemblePredictor, landmarks, fuser, name: str = "hybrid",
                  crop_margin: float = 0.1, landmark_model: str | Path | None = None):
         self.cnn = cnn
@@ -307,19 +311,12 @@ class HybridPredictor:
         return proba
 
     def _crops(self, frame: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
-        """Gray crops for the CNN: boxes grown by ``crop_margin`` per side (as the realtime runner crops)."""
-        from .landmarks.detect import to_gray
+        """Gray crops for the CNN: boxes grown by ``crop_margin`` per side (as the Analyzer crops); an empty
+        crop becomes a black 48x48 face."""
+        from .images import crop_boxes, to_gray
 
-        gray = to_gray(np.asarray(frame))
-        h, w = gray.shape[:2]
-        crops = []
-        for x0, y0, x1, y1 in np.asarray(boxes, np.float64).reshape(-1, 4):
-            mx, my = self.crop_margin * (x1 - x0), self.crop_margin * (y1 - y0)
-            a0, b0 = int(max(0, x0 - mx)), int(max(0, y0 - my))
-            a1, b1 = int(min(w, x1 + mx + 1)), int(min(h, y1 + my + 1))
-            crop = gray[b0:b1, a0:a1]
-            crops.append(crop if crop.size else np.zeros((SIZE, SIZE), np.uint8))
-        return crops
+        crops, _ = crop_boxes(to_gray(np.asarray(frame)), boxes, self.crop_margin)
+        return [c if c.size else np.zeros((SIZE, SIZE), np.uint8) for c in crops]
 
     def predict_frame(self, frame: np.ndarray, boxes) -> tuple[np.ndarray, np.ndarray]:
         """(float32 (k, 5) probabilities, float32 (k, 68, 2) landmarks in frame pixels) for boxes int (k, 4)."""

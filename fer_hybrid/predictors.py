@@ -33,8 +33,13 @@ class ArtifactError(ValueError):
 
 @runtime_checkable
 class Predictor(Protocol):
+    """Every model: ``predict_proba(crops) -> (n, 5)``. ``input_kind`` tells the Analyzer what to hand over:
+    ``"crops"`` (gray crops of the face boxes) or ``"frame"`` (the predictor then also implements
+    ``predict_frame(frame, boxes) -> (proba (k, 5), points (k, 68, 2))``; see fer_hybrid.inference)."""
+
     name: str
     classes: tuple[str, ...]
+    input_kind: str
 
     def predict_proba(self, faces) -> np.ndarray:  # (n, 5)
         ...
@@ -137,6 +142,8 @@ class KerasPredictor:
     model, so the saved ``.keras`` file is self-contained. Inference runs through one compiled
     ``tf.function`` (fast for single frames, unlike eager ``model(x)`` or ``model.predict``).
     """
+
+    input_kind = "crops"
 
     def __init__(self, model, name: str, classes: Sequence[str] = STUDY_EMOTIONS):
         self.model = model

@@ -2,52 +2,40 @@
 
     python -m fer_hybrid.realtime --model vggbn --source sample --no-display --output demo.mp4 --jsonl demo.jsonl
     python -m fer_hybrid.realtime --source 0                      # webcam, window (q or Esc quits)
+    python -m fer_hybrid.realtime --source photos/ --jsonl faces.jsonl
     python -m fer_hybrid.realtime --list-models
 
-Faces come from dlib HOG every ``--detect-every`` frames (on a copy at most ``--detect-width`` px wide) and
-from dlib correlation trackers in between; each face track has its own EMA of probabilities
-(``--smoothing`` alpha). A predictor is used through the contract of :mod:`fer_hybrid.predictors`;
-optional duck-typed extras are used when present:
-
-* ``predict_proba_frame(frame, boxes) -> (k, 5)`` - the predictor works on the full frame and the boxes
-  (e.g. landmarks), instead of on crops;
-* for ``--landmarks`` (first found): ``predict_frame(frame, boxes) -> (proba (k, 5), points (k, 68, 2))``
-  in one pass, ``last_landmarks`` set by ``predict_proba_frame``, ``landmarks_frame(frame, boxes)`` in
-  frame pixels, or ``landmarks(faces) -> (k, 68, 2)`` in crop pixels (mapped back by the crop origin);
-* ``last_timings = {"landmarks": s, "classification": s}`` set after a call - splits the time report.
+This module is the command line around :class:`fer_hybrid.inference.Analyzer`, which owns detection ->
+crop -> predict. Videos and cameras go through :meth:`Analyzer.session` (dlib HOG every ``--detect-every``
+frames on a copy at most ``--detect-width`` px wide, correlation trackers in between, an EMA of
+probabilities per track, ``--smoothing``); images and folders go through :meth:`Analyzer.analyze`, one
+independent photo at a time at full resolution (no tracks, no smoothing; each JSONL line names its file).
 
 A NaN probability row (no landmarks) gives ``label: null`` and ``no_landmarks: true``; never a guess.
 
-Pipelining (default; ``--no-pipeline`` turns it off): each frame goes through two stages,
-A = decode + gray + detect/track -> boxes (:meth:`RealtimeRunner.locate`) and B = crop + predict +
-smooth (:meth:`RealtimeRunner.classify`) + annotate + write/show. With the pipeline, stage A runs in one
-background thread (:class:`fer_hybrid.video.Prefetch`) up to :data:`PIPELINE_DEPTH` frames ahead while
-the main thread does stage B. dlib's HOG detector (checked: Python code runs during its calls), its
-correlation tracker, OpenCV and TensorFlow/XGBoost release the GIL in their C++ parts, so the two
-stages overlap on two cores (experiments/bench_realtime.py measures both modes and the CPU use).
-The tracker is only touched by stage A and each track's smoother only by stage B, in frame order, so
-the output (boxes, ids, probabilities, smoothing, JSONL) is identical to the sequential mode.
+Pipelining (default; ``--no-pipeline`` turns it off): stage A (decode + detect/track) runs one or two
+frames ahead in a background thread while the main thread classifies, annotates and writes
+(:func:`fer_hybrid.inference.analyzer.stream`); the output is identical to the sequential mode.
 Windows (cv2.imshow / waitKey) stay in the main thread.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import itertools
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from .labels import STUDY_EMOTIONS
+from .inference.analyzer import PIPELINE_DEPTH, Analyzer, Face, VideoSession, run_frames, stream  # noqa: F401
+from .inference.framing import crop_faces  # noqa: F401  (re-exported)
 
 EXIT_BAD_INPUT = 2
 DEFAULT_TF_THREADS = 1  # measured: see experiments/reports/bench-realtime/benchmark.md
-PIPELINE_DEPTH = 2      # frames stage A may run ahead of stage B (bounded queue; see stream())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -80,200 +68,17 @@ def has_display() -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# Per-frame processing
+# Per-frame processing lives in fer_hybrid.inference (the Analyzer); these names stay for users
 # ---------------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class FaceResult:
-    id: int
-    box: np.ndarray                 # int (4,) [x0, y0, x1, y1] frame pixels
-    proba: np.ndarray               # float (5,), NaN when the model has no answer
-    smoothed: np.ndarray            # float (5,), NaN when proba is NaN
-    detected: bool                  # box from the detector (False: from the tracker)
-    landmarks: np.ndarray | None = None  # float (68, 2) frame pixels
-    fallback: str | None = None     # e.g. "cnn": the hybrid had no landmarks and answered with its CNN alone
-
-    def label(self, classes: Sequence[str]) -> str | None:
-        return classes[int(np.argmax(self.proba))] if np.all(np.isfinite(self.proba)) else None
-
-    def smoothed_label(self, classes: Sequence[str]) -> str | None:
-        return classes[int(np.argmax(self.smoothed))] if np.all(np.isfinite(self.smoothed)) else None
-
-    def to_json(self, classes: Sequence[str], digits: int = 4) -> dict:
-        ok = bool(np.all(np.isfinite(self.proba)))
-        probs = {c: round(float(p), digits) for c, p in zip(classes, self.proba)} if ok else None
-        smoothed = {c: round(float(p), digits) for c, p in zip(classes, self.smoothed)} if ok else None
-        out = {"id": self.id, "box": [int(v) for v in self.box], "detected": self.detected,
-               "probabilities": probs, "label": self.label(classes),
-               "smoothed_probabilities": smoothed, "smoothed_label": self.smoothed_label(classes),
-               "no_landmarks": not ok}
-        if self.fallback:
-            out["fallback"] = self.fallback
-        if self.landmarks is not None:
-            ok_pts = bool(np.all(np.isfinite(self.landmarks)))
-            out["landmarks"] = np.round(self.landmarks, 1).tolist() if ok_pts else None
-        return out
+RealtimeRunner = VideoSession  # detection/tracking + predictor over one video's frames
+FaceResult = Face
 
 
-@dataclasses.dataclass
-class Located:
-    """Stage A's result for one frame: a snapshot of the face tracks (taken so that stage A can move
-    on to the next frame while stage B uses this one)."""
-    ids: list[int]                  # track ids, (k,)
-    boxes: np.ndarray               # int64 (k, 4) [x0, y0, x1, y1] frame pixels
-    detected: list[bool]            # (k,) box from the detector on this frame
-    smoothers: list                 # (k,) the tracks' ProbabilityEMA objects (updated by stage B only)
-    seconds: float                  # detection/tracking time of this frame, s
-    started: float                  # time.perf_counter() when stage A began on this frame
-
-
-def crop_faces(gray: np.ndarray, boxes: np.ndarray, margin: float = 0.0) -> tuple[list[np.ndarray], np.ndarray]:
-    """Gray crops of ``boxes`` (k, 4) grown by ``margin`` x box size per side -> (crops, int (k, 2) origins)."""
-    h, w = gray.shape[:2]
-    crops, origins = [], []
-    for x0, y0, x1, y1 in np.asarray(boxes, dtype=np.float64):
-        mx, my = margin * (x1 - x0), margin * (y1 - y0)
-        a0, b0 = int(max(0, x0 - mx)), int(max(0, y0 - my))
-        a1, b1 = int(min(w, x1 + mx + 1)), int(min(h, y1 + my + 1))
-        crops.append(gray[b0:b1, a0:a1])
-        origins.append((a0, b0))
-    return crops, np.array(origins, dtype=np.int64).reshape(-1, 2)
-
-
-class RealtimeRunner:
-    """Runs detection/tracking + a predictor on frames. ``process(frame) -> list[FaceResult]``.
-
-    ``timings`` accumulates seconds per stage (detection, landmarks, classification) over all frames.
-    """
-
-    def __init__(self, predictor, detect_every: int = 3, smoothing: float = 0.5, detect_width: int | None = 480,
-                 upsample: int = 0, crop_margin: float = 0.1, want_landmarks: bool = False):
-        from .tracking import FaceTracker
-
-        self.predictor = predictor
-        self.classes = tuple(getattr(predictor, "classes", STUDY_EMOTIONS))
-        self.tracker = FaceTracker(detect_every, detect_width, smoothing, upsample)
-        self.crop_margin = crop_margin
-        self.want_landmarks = want_landmarks
-        self.offers_landmarks = any(hasattr(predictor, a) for a in
-                                    ("predict_frame", "landmarks_frame", "landmarks", "last_landmarks"))
-        self.timings = {"detection": 0.0, "landmarks": 0.0, "classification": 0.0}
-        self.last_timings = dict(self.timings)
-
-    def reset(self) -> None:
-        """Forget all face tracks and their smoothing state (call between two unrelated sources)."""
-        from .tracking import FaceTracker
-
-        t = self.tracker
-        self.tracker = FaceTracker(t.detect_every, t.detect_width, t.smoothing, t.upsample, t.match_iou)
-
-    def _predict(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, dict]:
-        from .landmarks.detect import to_gray
-
-        p, t = self.predictor, {"landmarks": 0.0, "classification": 0.0}
-        t0 = time.perf_counter()
-        crops = origins = pts = None
-        if self.want_landmarks and hasattr(p, "predict_frame"):
-            proba, pts = p.predict_frame(image, boxes)  # probabilities and frame-pixel points in one pass
-            pts = np.asarray(pts, dtype=np.float32)
-        elif hasattr(p, "predict_proba_frame"):
-            proba = p.predict_proba_frame(image, boxes)
-        else:
-            crops, origins = crop_faces(to_gray(image), boxes, self.crop_margin)
-            proba = p.predict_proba(crops)
-        elapsed = time.perf_counter() - t0
-        reported = getattr(p, "last_timings", None)
-        if isinstance(reported, dict) and "landmarks" in reported:
-            t["landmarks"] = float(reported["landmarks"])
-            t["classification"] = max(0.0, elapsed - t["landmarks"])
-        else:
-            t["classification"] = elapsed
-        if self.want_landmarks and self.offers_landmarks and pts is None:
-            t0 = time.perf_counter()
-            if hasattr(p, "predict_proba_frame") and getattr(p, "last_landmarks", None) is not None:
-                pts = np.asarray(p.last_landmarks, dtype=np.float32)
-            elif hasattr(p, "landmarks_frame"):
-                pts = np.asarray(p.landmarks_frame(image, boxes), dtype=np.float32)
-            elif hasattr(p, "landmarks"):
-                if crops is None:
-                    crops, origins = crop_faces(to_gray(image), boxes, self.crop_margin)
-                pts = np.asarray(p.landmarks(crops), dtype=np.float32) + origins[:, None, :]
-            t["landmarks"] += time.perf_counter() - t0
-        proba = np.asarray(proba, dtype=np.float64).reshape(len(boxes), len(self.classes))
-        return proba, pts, t
-
-    def process(self, image: np.ndarray) -> list[FaceResult]:
-        """Faces of one BGR frame (h, w, 3), with probabilities and smoothed probabilities.
-
-        ``classify(image, locate(image))``. ValueError for a frame that is not a non-empty uint8
-        gray (h, w) / BGR (h, w, 3) / BGRA image.
-        """
-        return self.classify(image, self.locate(image))
-
-    def locate(self, image: np.ndarray) -> Located:
-        """Stage A: advance the face tracker by one frame (detect or track) -> :class:`Located`.
-
-        Call it for the frames in order, from one thread at a time. ValueError for a bad frame.
-        """
-        started = time.perf_counter()
-        image = np.asarray(image)
-        if image.dtype != np.uint8 or image.size == 0 or not (
-                image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4))):
-            raise ValueError(f"expected a non-empty uint8 gray or BGR frame, got {image.dtype} {image.shape}")
-        tracks = list(self.tracker.step(image))
-        boxes = np.array([np.round(t.box) for t in tracks], dtype=np.int64).reshape(-1, 4)
-        return Located([t.id for t in tracks], boxes, [bool(t.detected) for t in tracks],
-                       [t.smoother for t in tracks], time.perf_counter() - started, started)
-
-    def classify(self, image: np.ndarray, located: Located) -> list[FaceResult]:
-        """Stage B: probabilities of the located faces of ``image``, smoothed per track -> list[FaceResult].
-
-        Call it for the frames in the order they were located. Adds the frame's times to ``timings``.
-        """
-        image = np.asarray(image)
-        timings = {"detection": located.seconds, "landmarks": 0.0, "classification": 0.0}
-        k = len(located.ids)
-        if not k:
-            self._add(timings)
-            return []
-        boxes = located.boxes
-        proba, pts, t = self._predict(image, boxes)
-        timings.update(t)
-        self._add(timings)
-        fell_back = getattr(self.predictor, "last_fallback", None)  # hybrid: rows answered by the CNN alone
-        if fell_back is None or len(fell_back) != k:
-            fell_back = [False] * k
-        return [FaceResult(located.ids[i], boxes[i], proba[i], located.smoothers[i].update(proba[i]),
-                           located.detected[i], None if pts is None else pts[i], "cnn" if fell_back[i] else None)
-                for i in range(k)]
-
-    def _add(self, timings: dict) -> None:
-        self.last_timings = timings
-        for k, v in timings.items():
-            self.timings[k] += v
-
-
-def stream(runner: RealtimeRunner, frames: Iterable, pipeline: bool = True,
-           depth: int = PIPELINE_DEPTH) -> Iterator[tuple]:
-    """``(frame, located)`` pairs for ``frames`` (items with an ``.image``, e.g. :class:`fer_hybrid.video.Frame`).
-
-    pipeline=True: iterating ``frames`` (decoding) and ``runner.locate`` run in one background thread,
-    up to ``depth`` frames ahead; exceptions from there are re-raised here. pipeline=False: both run
-    lazily in the caller's thread, one frame at a time. Either way, close the result (``with
-    contextlib.closing(...)``) before releasing the source.
-    """
-    located = ((f, runner.locate(f.image)) for f in frames)
-    if not pipeline:
-        return located
-    from .video import Prefetch
-
-    return Prefetch(located, depth, name="fer_hybrid-stage-a")
-
-
-def annotate(image: np.ndarray, faces: list[FaceResult], classes: Sequence[str], draw_landmarks: bool) -> None:
+def annotate(image: np.ndarray, faces: list[Face], classes: Sequence[str], draw_landmarks: bool) -> None:
     from .overlay import draw_face
 
     for f in faces:
-        label = f.smoothed_label(classes)
+        label = f.smoothed_label
         draw_face(image, f.box, label, f.smoothed if label else None, classes,
                   f.landmarks if draw_landmarks else None, None if label else "no landmarks")
 
@@ -314,15 +119,18 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-frames", type=_positive_int, help="stop after this many frames")
     ap.add_argument("--detect-every", type=_positive_int,
                     help="run the face detector every N frames, track in between (default 3; 1 for images)")
-    ap.add_argument("--detect-width", type=int, default=480,
-                    help="detect/track on a copy at most this wide, px (0 = full size; default 480)")
-    ap.add_argument("--upsample", type=int, default=0, help="dlib HOG upsampling (finds smaller faces, slower)")
+    ap.add_argument("--detect-width", type=int, default=None,
+                    help="videos and cameras: detect/track on a copy at most this wide, px (0 = full size; default "
+                         "480); images are always detected at full size")
+    ap.add_argument("--upsample", type=int, default=None,
+                    help="dlib HOG upsampling (finds smaller faces, slower; default 0 for videos, for images once "
+                         "when the shorter side is below 400 px)")
     ap.add_argument("--smoothing", type=_alpha,
                     help="EMA alpha for per-face probabilities, weight of the newest frame "
                          "(1 = off; default 0.5; 1 for images)")
     ap.add_argument("--crop-margin", type=float, default=0.1,
                     help="grow each face box by this fraction per side before cropping (default 0.1)")
-    ap.add_argument("--landmarks", action="store_true", help="draw landmarks when the model offers them")
+    ap.add_argument("--landmarks", action="store_true", help="compute and draw dlib's 68 landmarks (JSONL gains them)")
     ap.add_argument("--tf-threads", type=int, default=DEFAULT_TF_THREADS,
                     help=f"TensorFlow intra-op threads (default {DEFAULT_TF_THREADS}, measured fastest for "
                          "batch-1 inference on 2 cores; 0 = TF default)")
@@ -441,10 +249,10 @@ def run(args) -> dict:
 
     with source:
         predictor = load_model(name, args.models_dir, args.tf_threads)
-        runner = RealtimeRunner(predictor, detect_every, smoothing, args.detect_width or None, args.upsample,
-                                args.crop_margin, args.landmarks)
-        if args.landmarks and not runner.offers_landmarks:
-            print(f"note: model {name!r} offers no landmarks; --landmarks draws nothing", file=sys.stderr)
+        analyzer = Analyzer(predictor, crop_margin=args.crop_margin, landmarks=args.landmarks,
+                            upsample=args.upsample if images and args.upsample is not None else None)
+        detect_width = args.detect_width if args.detect_width is not None else 480
+        runner = analyzer.session(detect_every, smoothing, detect_width or None, args.upsample or 0)
         try:
             outputs = _Outputs(args.output, args.jsonl, source.fps)
         except OSError as e:
@@ -455,16 +263,20 @@ def run(args) -> dict:
         fps_ema = None
         try:
             wanted = itertools.islice(source, args.max_frames) if args.max_frames else source
-            with contextlib.closing(stream(runner, wanted, getattr(args, "pipeline", True))) as located:
-                for frame, loc in located:
-                    results = runner.classify(frame.image, loc)
+            results_iter = (((f, analyzer.analyze(f.image)) for f in wanted) if images
+                            else run_frames(runner, wanted, getattr(args, "pipeline", True)))
+            with contextlib.closing(results_iter):
+                for frame, results in results_iter:
                     annotate(frame.image, results, runner.classes, args.landmarks)
                     now = time.perf_counter()  # FPS = output rate: frame-to-frame time, whatever overlaps
                     dt, t_last = max(now - t_last, 1e-6), now
                     fps_ema = 1 / dt if fps_ema is None else 0.9 * fps_ema + 0.1 / dt
                     draw_fps(frame.image, fps_ema, name)
-                    outputs.write(frame.image, {"index": frame.index, "timestamp": frame.timestamp,
-                                                "faces": [r.to_json(runner.classes) for r in results]})
+                    record = {"index": frame.index, "timestamp": frame.timestamp,
+                              "faces": [r.to_json(runner.classes) for r in results]}
+                    if frame.path is not None:
+                        record["file"] = frame.path
+                    outputs.write(frame.image, record)
                     frames += 1
                     faces += len(results)
                     if display:

@@ -22,7 +22,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 SAMPLE = Path(__file__).resolve().parent / "assets" / "sample.mp4"
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".gif", ".jp2", ".pbm")
 MAX_CONSECUTIVE_FAILURES = 50
 
 
@@ -35,6 +35,7 @@ class Frame:
     index: int
     timestamp: float
     image: np.ndarray  # uint8 BGR (h, w, 3)
+    path: str | None = None  # the image file, for image sources
 
 
 class FrameSource:
@@ -73,6 +74,28 @@ def quiet_opencv():
         yield
     finally:
         logging.setLogLevel(old)
+
+
+def decode_image(path: str | Path) -> np.ndarray | None:
+    """uint8 BGR (h, w, 3) of an image file (first frame of an animated GIF), or None if neither OpenCV
+    nor Pillow can decode it. 16-bit images are scaled to 0..255."""
+    import cv2
+
+    with quiet_opencv():
+        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        try:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                img = np.asarray(im.convert("RGB"))[..., ::-1].copy()
+        except Exception:  # noqa: BLE001 - Pillow raises many types for non-images
+            return None
+    if img.size == 0:
+        return None
+    if img.dtype != np.uint8:
+        img = cv2.convertScaleAbs(img, alpha=255.0 / max(float(img.max()), 1.0))
+    return _to_bgr(img)
 
 
 def _to_bgr(img: np.ndarray) -> np.ndarray:
@@ -164,19 +187,17 @@ class ImageSource(FrameSource):
         self.description = description
         self.fps = fps
         self.skipped = 0
+        self.skipped_files: list[str] = []
 
     def __iter__(self) -> Iterator[Frame]:
-        import cv2
-
         index = 0
         for p in self.paths:
-            img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
-            if img is None or img.size == 0:
+            img = decode_image(p)
+            if img is None:
                 self.skipped += 1
+                self.skipped_files.append(str(p))
                 continue
-            if img.dtype != np.uint8:
-                img = cv2.convertScaleAbs(img, alpha=255.0 / max(float(img.max()), 1.0))
-            yield Frame(index, round(index / self.fps, 4), _to_bgr(img))
+            yield Frame(index, round(index / self.fps, 4), img, str(p))
             index += 1
 
 
@@ -197,9 +218,7 @@ def open_source(spec: str | int | Path, image_fps: float = 10.0) -> FrameSource:
             raise SourceError(f"no images ({', '.join(IMAGE_EXTS)}) in folder {path}")
         return ImageSource(files, str(path), image_fps)
     if path.suffix.lower() in IMAGE_EXTS:
-        import cv2
-
-        if cv2.imread(str(path)) is None:
+        if decode_image(path) is None:
             raise SourceError(f"cannot read image {path}")
         return ImageSource([path], str(path), image_fps)
     return CaptureSource(path)

@@ -202,9 +202,10 @@ def test_cli_pipeline_other_worker_error_propagates_with_its_type(tmp_path, mode
         raise RuntimeError("tracker exploded")
 
     monkeypatch.setattr(realtime.RealtimeRunner, "locate", broken)
+    video = write_video(tmp_path / "in.mp4", face_frames(3))  # videos are tracked; photos are not
     for extra in ([], ["--no-pipeline"]):
         with pytest.raises(RuntimeError, match="tracker exploded"):
-            run_cli(["--source", FACE, *extra], models_dir)
+            run_cli(["--source", video, *extra], models_dir)
     assert not stage_a_threads()
 
 

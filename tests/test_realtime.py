@@ -19,7 +19,7 @@ cv2 = pytest.importorskip("cv2")
 
 from fer_hybrid import realtime  # noqa: E402
 from fer_hybrid.labels import STUDY_EMOTIONS  # noqa: E402
-from fer_hybrid.tracking import FaceTracker, greedy_match, iou  # noqa: E402
+from fer_hybrid.inference.tracking import FaceTracker, greedy_match, iou  # noqa: E402
 from fer_hybrid.video import SourceError, open_source  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
@@ -140,6 +140,8 @@ def test_max_frames_and_single_image(tmp_path, models_dir):
 def test_nan_rows_give_null_label_and_flag():
     class NoLandmarks:  # a predictor that never finds landmarks, offering the full-frame API
         classes = STUDY_EMOTIONS
+        input_kind = "frame"
+        name = "no-landmarks"
 
         def predict_proba_frame(self, frame, boxes):
             return np.full((len(boxes), 5), np.nan)
@@ -160,10 +162,14 @@ def test_nan_rows_give_null_label_and_flag():
 def test_hybrid_fallback_is_recorded_in_jsonl():
     class FallsBack:  # a hybrid that answered every face with its CNN alone
         classes = STUDY_EMOTIONS
+        input_kind = "frame"
 
         def predict_proba(self, faces):
-            self.last_fallback = np.ones(len(faces), bool)
-            return np.full((len(faces), 5), 0.2)
+            raise AssertionError("a frame predictor gets predict_frame, not crops")
+
+        def predict_frame(self, frame, boxes):
+            self.last_fallback = np.ones(len(boxes), bool)
+            return np.full((len(boxes), 5), 0.2), None
 
     runner = realtime.RealtimeRunner(FallsBack(), detect_every=1)
     (face,) = runner.process(face_frames(1)[0])
@@ -171,20 +177,27 @@ def test_hybrid_fallback_is_recorded_in_jsonl():
     assert rec["fallback"] == "cnn" and rec["label"] in STUDY_EMOTIONS
 
 
-def test_crop_landmarks_are_mapped_to_frame():
-    class WithLandmarks:
+def test_crop_predictors_get_landmarks_from_the_analyzer():
+    class CropsOnly:  # the plain registry contract: crops in, probabilities out
         classes = STUDY_EMOTIONS
+        name = "crops-only"
+
+        def __init__(self):
+            self.sizes = []
 
         def predict_proba(self, faces):
+            self.sizes += [f.shape for f in faces]
             return np.full((len(faces), 5), 0.2)
 
-        def landmarks(self, faces):  # one point at each crop's (1, 2) pixel
-            return np.tile(np.array([[1.0, 2.0]], np.float32), (len(faces), 68, 1))
-
-    runner = realtime.RealtimeRunner(WithLandmarks(), detect_every=1, crop_margin=0.0, want_landmarks=True)
+    p = CropsOnly()
+    runner = realtime.RealtimeRunner(p, detect_every=1, crop_margin=0.0, want_landmarks=True)
     (face,) = runner.process(face_frames(1)[0])
-    np.testing.assert_allclose(face.landmarks[0], face.box[:2] + [1, 2])
-    assert face.to_json(STUDY_EMOTIONS)["landmarks"][0] == [face.box[0] + 1.0, face.box[1] + 2.0]
+    x0, y0, x1, y1 = face.box
+    assert p.sizes == [(y1 - y0 + 1, x1 - x0 + 1)]  # margin 0: exactly the inclusive box
+    assert face.landmarks.shape == (68, 2)
+    inside = (face.landmarks[:, 0] >= x0 - 5) & (face.landmarks[:, 0] <= x1 + 5) & (face.landmarks[:, 1] >= y0 - 5)
+    assert inside.mean() > 0.9  # dlib's points sit on the face the box frames
+    assert len(face.to_json()["landmarks"]) == 68
 
 
 # ------------------------------------------------------------------------------------------ errors

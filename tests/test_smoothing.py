@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from fer_hybrid.smoothing import ProbabilityEMA, ema
+from fer_hybrid.inference.smoothing import ProbabilityEMA, ema
 
 
 def test_known_answer_two_classes():

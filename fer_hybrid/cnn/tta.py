@@ -192,6 +192,8 @@ def policy_proba(predict_fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, 
 class TTAPredictor:
     """The predictor contract (``predict_proba(faces) -> (n, 5)``) for a Keras model with a TTA policy."""
 
+    input_kind = "crops"
+
     def __init__(self, model, name: str, policy: str | Sequence[View] = "flip",
                  classes: Sequence[str] = STUDY_EMOTIONS, batch_size: int = 256):
         self.model = model

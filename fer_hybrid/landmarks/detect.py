@@ -47,13 +47,19 @@ def _shape_predictor():
 
 def detect_faces(image: np.ndarray, upsample: int = 0) -> np.ndarray:
     """dlib HOG frontal faces in a gray/BGR image -> int (k, 4) boxes [x0, y0, x1, y1], clipped to the image."""
+    return detect_faces_scored(image, upsample)[0]
+
+
+def detect_faces_scored(image: np.ndarray, upsample: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(int (k, 4) boxes [x0, y0, x1, y1] clipped to the image, float (k,) HOG detection scores) for a
+    gray/BGR image; ``upsample`` doubles the image that many times first (finds smaller faces, slower)."""
     gray = to_gray(image)
-    rects = _hog()(gray, upsample)
+    rects, scores, _ = _hog().run(gray, int(upsample), 0.0)
     h, w = gray.shape
     boxes = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects], dtype=np.int64).reshape(-1, 4)
     boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w - 1)
     boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h - 1)
-    return boxes
+    return boxes, np.asarray(scores, dtype=np.float64).reshape(-1)
 
 
 def full_image_box(shape: tuple[int, ...]) -> np.ndarray:

@@ -40,6 +40,8 @@ DEFAULT_BOX_SCALE = 1.0
 class LandmarkPredictor:
     """Face crops -> dlib landmarks (fixed box on the 4x upscaled 48 px crop) -> landmark ensemble."""
 
+    input_kind = "frame"  # the Analyzer calls predict_frame(frame, boxes): it places its own landmarks
+
     def __init__(self, ensemble: LandmarkEnsemble, name: str = "landmarks", box_scale: float = DEFAULT_BOX_SCALE,
                  method: str | None = None):
         method = method or ensemble.landmark_method

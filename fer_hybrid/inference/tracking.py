@@ -12,7 +12,7 @@ import itertools
 
 import numpy as np
 
-from .landmarks.detect import detect_faces, to_gray
+from ..landmarks.detect import detect_faces_scored, to_gray
 from .smoothing import ProbabilityEMA
 
 
@@ -51,6 +51,7 @@ class Track:
     smoother: ProbabilityEMA
     tracker: object | None = None   # dlib.correlation_tracker working on the downscaled frame
     detected: bool = True           # box comes from the detector on this frame (False: from the tracker)
+    score: float | None = None      # dlib HOG detection score on a detection frame; None when tracked
 
 
 class FaceTracker:
@@ -100,14 +101,15 @@ class FaceTracker:
         return self.tracks
 
     def _detect(self, small: np.ndarray, scale: float) -> None:
-        boxes = detect_faces(small, self.upsample).astype(np.float64) / scale
+        boxes, scores = detect_faces_scored(small, self.upsample)
+        boxes = boxes.astype(np.float64) / scale
         old = self.tracks
         pairs = greedy_match(iou([t.box for t in old], boxes), self.match_iou) if old and len(boxes) else []
         matched = {j: old[i] for i, j in pairs}
         tracks = []
         for j, box in enumerate(boxes):
             t = matched.get(j) or Track(next(self._ids), box, ProbabilityEMA(self.smoothing))
-            t.box, t.detected = box, True
+            t.box, t.detected, t.score = box, True, float(scores[j])
             if self.detect_every > 1:
                 t.tracker = self._start_tracker(small, box * scale)
             tracks.append(t)
@@ -115,7 +117,7 @@ class FaceTracker:
 
     def _track(self, small: np.ndarray, scale: float) -> None:
         for t in self.tracks:
-            t.detected = False
+            t.detected, t.score = False, None
             if t.tracker is None:
                 continue
             t.tracker.update(small)

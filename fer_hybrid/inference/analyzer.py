@@ -1,0 +1,380 @@
+"""The one inference path: image or video -> faces -> emotions.
+
+>>> from fer_hybrid import Analyzer
+>>> faces = Analyzer().analyze("photo.jpg")            # list[Face]: box, score, probabilities, label
+>>> for frame in Analyzer().analyze_video("clip.mp4"):  # FrameFaces: index, timestamp, faces (tracked)
+...     print(frame.timestamp, [f.label for f in frame.faces])
+
+:class:`Analyzer` owns detection -> crop -> predict. Photos (``analyze``) are independent: the face
+detector runs on the full-resolution image (recall first) and nothing carries over between calls. Videos
+(``analyze_video`` / :meth:`Analyzer.session`) detect on a copy at most ``detect_width`` px wide every
+``detect_every`` frames, follow faces with dlib correlation trackers in between, and smooth each track's
+probabilities (EMA); tracking and smoothing exist only there.
+
+The predictor interface is explicit. Every predictor has ``name``, ``classes`` and
+``predict_proba(crops) -> (n, k)`` (the registry contract). A predictor that needs the full frame (e.g.
+to place dlib landmarks itself) declares ``input_kind = "frame"`` and implements
+``predict_frame(frame, boxes) -> (proba (k, n_classes), points (k, 68, 2) frame pixels)``; it may set
+``last_fallback`` (bool (k,): rows answered by its CNN alone) and ``last_timings`` ({"landmarks": s}).
+Crop predictors get gray crops of each box grown by ``crop_margin``; when ``landmarks=True`` the
+Analyzer computes dlib's 68 points once per face for them.
+
+A NaN probability row means "no answer" (e.g. no landmarks): such a face has ``label None``.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+
+from ..labels import STUDY_EMOTIONS
+from .framing import DEFAULT_MARGIN, check_margin, crop_faces
+
+PIPELINE_DEPTH = 2           # frames stage A may run ahead of stage B (bounded queue; see stream())
+VIDEO_DETECT_WIDTH = 480     # video mode: detect/track on a copy at most this wide (speed)
+PHOTO_UPSAMPLE_BELOW = 400   # photo mode: dlib upsamples once when the image's shorter side is below this (px)
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Face:
+    """One face in one image or frame.
+
+    ``box`` int (4,) [x0, y0, x1, y1] frame pixels; ``proba`` float (k,) (NaN = no answer);
+    ``smoothed`` float (k,) the track's EMA (= ``proba`` for photos); ``id`` track id in a video (None for a
+    photo); ``detected`` box from the detector (False: from the tracker); ``score`` dlib HOG detection score
+    (None when tracked); ``landmarks`` float (68, 2) frame pixels when computed; ``fallback`` e.g. "cnn"
+    when a hybrid answered with its CNN alone; ``model`` the predictor's name.
+    """
+
+    id: int | None
+    box: np.ndarray
+    proba: np.ndarray
+    smoothed: np.ndarray
+    detected: bool = True
+    landmarks: np.ndarray | None = None
+    fallback: str | None = None
+    score: float | None = None
+    model: str = ""
+    classes: tuple[str, ...] = STUDY_EMOTIONS
+
+    @property
+    def answered(self) -> bool:
+        return bool(np.all(np.isfinite(self.proba)))
+
+    @property
+    def probabilities(self) -> dict[str, float] | None:
+        """{class: probability} or None when the model has no answer for this face."""
+        return {c: float(p) for c, p in zip(self.classes, self.proba)} if self.answered else None
+
+    @property
+    def label(self) -> str | None:
+        return self.classes[int(np.argmax(self.proba))] if self.answered else None
+
+    @property
+    def smoothed_label(self) -> str | None:
+        ok = bool(np.all(np.isfinite(self.smoothed)))
+        return self.classes[int(np.argmax(self.smoothed))] if ok else None
+
+    def to_json(self, classes: Sequence[str] | None = None, digits: int = 4) -> dict:
+        """The realtime JSONL record of this face (strict JSON: no NaN)."""
+        classes = tuple(classes or self.classes)
+        ok = self.answered
+        probs = {c: round(float(p), digits) for c, p in zip(classes, self.proba)} if ok else None
+        smoothed = {c: round(float(p), digits) for c, p in zip(classes, self.smoothed)} if ok else None
+        out = {"id": self.id, "box": [int(v) for v in self.box], "detected": self.detected,
+               "probabilities": probs, "label": self.label,
+               "smoothed_probabilities": smoothed, "smoothed_label": self.smoothed_label,
+               "no_landmarks": not ok}
+        if self.fallback:
+            out["fallback"] = self.fallback
+        if self.landmarks is not None:
+            ok_pts = bool(np.all(np.isfinite(self.landmarks)))
+            out["landmarks"] = np.round(self.landmarks, 1).tolist() if ok_pts else None
+        return out
+
+
+@dataclasses.dataclass
+class FrameFaces:
+    """The faces of one video frame (or of one image of a folder): ``index`` 0, 1, ... over decoded frames,
+    ``timestamp`` seconds, ``faces`` list[Face], ``path`` the image file for image sources (else None)."""
+
+    index: int
+    timestamp: float
+    faces: list[Face]
+    path: str | None = None
+
+
+@dataclasses.dataclass
+class Located:
+    """Stage A's result for one frame: a snapshot of the face tracks (so stage A can move on while stage B
+    classifies this frame)."""
+    ids: list[int]                  # track ids, (k,)
+    boxes: np.ndarray               # int64 (k, 4) [x0, y0, x1, y1] frame pixels
+    detected: list[bool]            # (k,) box from the detector on this frame
+    smoothers: list                 # (k,) the tracks' ProbabilityEMA objects (updated by stage B only)
+    seconds: float                  # detection/tracking time of this frame, s
+    started: float                  # time.perf_counter() when stage A began on this frame
+    scores: list = dataclasses.field(default_factory=list)  # (k,) detection score or None
+
+
+def check_frame(image) -> np.ndarray:
+    """``image`` as an array; ValueError unless it is a non-empty uint8 gray (h, w) / (h, w, 1), BGR or BGRA."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.size == 0 or not (
+            image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4))):
+        raise ValueError(f"expected a non-empty uint8 gray or BGR frame, got {image.dtype} {image.shape}")
+    return image
+
+
+# ---------------------------------------------------------------------------------------------
+# Predictor side: boxes -> probabilities (+ landmarks), through the explicit interface
+# ---------------------------------------------------------------------------------------------
+class FacePredictor:
+    """Runs a registry predictor on the boxes of one frame: ``run(image, boxes) -> (proba (k, n), points
+    (k, 68, 2) | None, fallback bool (k,), timings)``."""
+
+    def __init__(self, predictor, crop_margin: float = DEFAULT_MARGIN, landmarks: bool = False):
+        self.predictor = predictor
+        self.name = str(getattr(predictor, "name", type(predictor).__name__))
+        self.classes = tuple(getattr(predictor, "classes", STUDY_EMOTIONS))
+        self.input_kind = getattr(predictor, "input_kind", "crops")
+        if self.input_kind not in ("crops", "frame"):
+            raise ValueError(f"predictor {self.name!r} declares input_kind {self.input_kind!r}; expected "
+                             "'crops' or 'frame'")
+        self.crop_margin = check_margin(crop_margin)
+        self.landmarks = bool(landmarks)
+
+    def run(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, dict]:
+        from ..images import to_gray
+        from ..landmarks.detect import landmarks as dlib_landmarks
+
+        p, k = self.predictor, len(boxes)
+        t = {"landmarks": 0.0, "classification": 0.0}
+        t0 = time.perf_counter()
+        pts = None
+        if self.input_kind == "frame":
+            proba, pts = p.predict_frame(image, boxes)
+            pts = None if pts is None or not self.landmarks else np.asarray(pts, dtype=np.float32)
+            reported = getattr(p, "last_timings", None) or {}
+            t["landmarks"] = float(reported.get("landmarks", 0.0))
+            t["classification"] = max(0.0, time.perf_counter() - t0 - t["landmarks"])
+        else:
+            gray = to_gray(image)
+            crops, _ = crop_faces(gray, boxes, self.crop_margin)
+            proba = p.predict_proba(crops)
+            t["classification"] = time.perf_counter() - t0
+            if self.landmarks:
+                t1 = time.perf_counter()
+                pts = dlib_landmarks(gray, boxes)
+                t["landmarks"] = time.perf_counter() - t1
+        fallback = np.asarray(getattr(p, "last_fallback", None) if self.input_kind == "frame" else [], bool)
+        if fallback.shape != (k,):
+            fallback = np.zeros(k, bool)
+        proba = np.asarray(proba, dtype=np.float64).reshape(k, len(self.classes))
+        return proba, pts, fallback, t
+
+
+# ---------------------------------------------------------------------------------------------
+# Video: detect/track -> classify -> smooth, optionally pipelined
+# ---------------------------------------------------------------------------------------------
+class VideoSession:
+    """Detection/tracking + a predictor over the frames of one video: ``process(frame) -> list[Face]``.
+
+    ``locate`` (stage A: detect or track) and ``classify`` (stage B: crop, predict, smooth) can run in two
+    threads (:func:`stream`); the result is identical to calling ``process`` frame by frame.
+    ``timings`` accumulates seconds per stage (detection, landmarks, classification) over all frames.
+    """
+
+    def __init__(self, predictor, detect_every: int = 3, smoothing: float = 0.5,
+                 detect_width: int | None = VIDEO_DETECT_WIDTH, upsample: int = 0,
+                 crop_margin: float = DEFAULT_MARGIN, want_landmarks: bool = False):
+        from .tracking import FaceTracker
+
+        self.face_predictor = FacePredictor(predictor, crop_margin, want_landmarks)
+        self.predictor = predictor
+        self.classes = self.face_predictor.classes
+        self.tracker = FaceTracker(detect_every, detect_width, smoothing, upsample)
+        self.crop_margin = self.face_predictor.crop_margin
+        self.want_landmarks = bool(want_landmarks)
+        self.timings = {"detection": 0.0, "landmarks": 0.0, "classification": 0.0}
+        self.last_timings = dict(self.timings)
+
+    def reset(self) -> None:
+        """Forget all face tracks and their smoothing state (call between two unrelated sources)."""
+        from .tracking import FaceTracker
+
+        t = self.tracker
+        self.tracker = FaceTracker(t.detect_every, t.detect_width, t.smoothing, t.upsample, t.match_iou)
+
+    def process(self, image: np.ndarray) -> list[Face]:
+        """Faces of one frame (uint8 gray/BGR/BGRA), tracked and smoothed. ValueError for a bad frame."""
+        return self.classify(image, self.locate(image))
+
+    def locate(self, image: np.ndarray) -> Located:
+        """Stage A: advance the face tracker by one frame (detect or track). Call in frame order."""
+        started = time.perf_counter()
+        image = check_frame(image)
+        tracks = list(self.tracker.step(image))
+        boxes = np.array([np.round(t.box) for t in tracks], dtype=np.int64).reshape(-1, 4)
+        return Located([t.id for t in tracks], boxes, [bool(t.detected) for t in tracks],
+                       [t.smoother for t in tracks], time.perf_counter() - started, started,
+                       [t.score for t in tracks])
+
+    def classify(self, image: np.ndarray, located: Located) -> list[Face]:
+        """Stage B: probabilities of the located faces, smoothed per track. Call in the order located."""
+        image = np.asarray(image)
+        timings = {"detection": located.seconds, "landmarks": 0.0, "classification": 0.0}
+        k = len(located.ids)
+        if not k:
+            self._add(timings)
+            return []
+        proba, pts, fallback, t = self.face_predictor.run(image, located.boxes)
+        timings.update(t)
+        self._add(timings)
+        scores = located.scores if len(located.scores) == k else [None] * k
+        return [Face(located.ids[i], located.boxes[i], proba[i], located.smoothers[i].update(proba[i]),
+                     located.detected[i], None if pts is None else pts[i], "cnn" if fallback[i] else None,
+                     scores[i], self.face_predictor.name, self.classes)
+                for i in range(k)]
+
+    def _add(self, timings: dict) -> None:
+        self.last_timings = timings
+        for key, v in timings.items():
+            self.timings[key] += v
+
+
+def stream(session: VideoSession, frames: Iterable, pipeline: bool = True, depth: int = PIPELINE_DEPTH):
+    """``(frame, located)`` pairs for ``frames`` (items with an ``.image``, e.g. :class:`fer_hybrid.video.Frame`).
+
+    pipeline=True: decoding and ``session.locate`` run in one background thread, up to ``depth`` frames
+    ahead (dlib, OpenCV and TensorFlow release the GIL, so the stages overlap on two cores); exceptions
+    from there are re-raised here. pipeline=False: both run lazily in the caller's thread. Close the result
+    (``contextlib.closing``) before releasing the source.
+    """
+    located = ((f, session.locate(f.image)) for f in frames)
+    if not pipeline:
+        return located
+    from ..video import Prefetch
+
+    return Prefetch(located, depth, name="fer_hybrid-stage-a")
+
+
+def run_frames(session: VideoSession, frames: Iterable, pipeline: bool = True) -> Iterator[tuple[object, list[Face]]]:
+    """``(frame, faces)`` for each frame in order: the one loop behind the CLI, benchmarks and analyses."""
+    with contextlib.closing(stream(session, frames, pipeline)) as located:
+        for frame, loc in located:
+            yield frame, session.classify(frame.image, loc)
+
+
+# ---------------------------------------------------------------------------------------------
+# The facade
+# ---------------------------------------------------------------------------------------------
+class Analyzer:
+    """Detection -> crop -> predict for photos and videos with one model.
+
+    ``model``: a registered name (``"default"``: the manifest's default), or a predictor object.
+    ``crop_margin``: box growth per side before cropping. ``landmarks``: also return dlib's 68 points.
+    ``upsample``: dlib HOG upsampling for photos (None: once when the shorter side is below
+    :data:`PHOTO_UPSAMPLE_BELOW` px, else none). ``tta``: for a crop model, a test-time augmentation
+    policy of :mod:`fer_hybrid.cnn.tta` on top of what the model runs (None: exactly the shipped model).
+    ``models_dir``: where the artifacts live (default: ``$FER_HYBRID_MODELS`` or the packaged models).
+    """
+
+    def __init__(self, model="default", *, crop_margin: float = DEFAULT_MARGIN, landmarks: bool = False,
+                 upsample: int | None = None, tta: str | None = None, models_dir: str | os.PathLike | None = None):
+        from ..predictors import default_model, load_predictor
+
+        if isinstance(model, str):
+            name = default_model(models_dir) if model == "default" else model
+            predictor = load_predictor(name, models_dir)
+        else:
+            predictor = model
+        if tta is not None:
+            from ..cnn.tta import TTAPredictor
+
+            if getattr(predictor, "input_kind", "crops") != "crops" or not hasattr(predictor, "model"):
+                raise ValueError(f"tta applies to a single Keras CNN; {getattr(predictor, 'name', model)!r} is not one")
+            predictor = TTAPredictor(predictor.model, f"{predictor.name}+{tta}", tta)
+        self.predictor = predictor
+        self.crop_margin = check_margin(crop_margin)
+        self.landmarks = bool(landmarks)
+        if upsample is not None and (int(upsample) != upsample or not 0 <= upsample <= 3):
+            raise ValueError(f"upsample must be an integer in 0..3 or None, got {upsample}")
+        self.upsample = upsample
+        self._faces = FacePredictor(predictor, self.crop_margin, self.landmarks)
+        self.name, self.classes = self._faces.name, self._faces.classes
+
+    def __repr__(self) -> str:
+        return f"Analyzer(model={self.name!r}, crop_margin={self.crop_margin}, landmarks={self.landmarks})"
+
+    # -- photos ---------------------------------------------------------------------------------
+    def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Photo-mode detection at full resolution -> (int (k, 4) boxes, float (k,) scores)."""
+        from ..landmarks.detect import detect_faces_scored
+
+        image = check_frame(image)
+        up = self.upsample
+        if up is None:
+            up = 1 if min(image.shape[:2]) < PHOTO_UPSAMPLE_BELOW else 0
+        return detect_faces_scored(image, up)
+
+    def analyze(self, image) -> list[Face]:
+        """Faces of one photo: a path (str / Path) or a uint8 gray/BGR/BGRA array -> list[Face] (ids None).
+
+        SourceError for a file that cannot be read as an image; ValueError for a bad array.
+        """
+        image = read_image(image) if isinstance(image, (str, os.PathLike)) else check_frame(image)
+        t0 = time.perf_counter()
+        boxes, scores = self.detect(image)
+        self.last_timings = {"detection": time.perf_counter() - t0}
+        if not len(boxes):
+            return []
+        proba, pts, fallback, t = self._faces.run(image, boxes)
+        self.last_timings.update(t)
+        return [Face(None, boxes[i], proba[i], proba[i].copy(), True, None if pts is None else pts[i],
+                     "cnn" if fallback[i] else None, float(scores[i]), self.name, self.classes)
+                for i in range(len(boxes))]
+
+    # -- videos ---------------------------------------------------------------------------------
+    def session(self, detect_every: int = 3, smoothing: float = 0.5,
+                detect_width: int | None = VIDEO_DETECT_WIDTH, upsample: int = 0) -> VideoSession:
+        """A fresh :class:`VideoSession` (tracks, smoothing) for one video with this Analyzer's model."""
+        return VideoSession(self.predictor, detect_every, smoothing, detect_width, upsample, self.crop_margin,
+                            self.landmarks)
+
+    def analyze_video(self, source, *, detect_every: int = 3, smoothing: float = 0.5,
+                      detect_width: int | None = VIDEO_DETECT_WIDTH, upsample: int = 0,
+                      max_frames: int | None = None, pipeline: bool = True) -> Iterator[FrameFaces]:
+        """Per-frame results of a video (path, camera index, ``"sample"`` or a :class:`fer_hybrid.video.FrameSource`)
+        with track ids and smoothed probabilities. SourceError if the source cannot be opened."""
+        import itertools
+
+        from ..video import FrameSource, open_source
+
+        src = source if isinstance(source, FrameSource) else open_source(source)
+        session = self.session(detect_every, smoothing, detect_width, upsample)
+        with src:
+            frames = itertools.islice(src, max_frames) if max_frames else src
+            for frame, faces in run_frames(session, frames, pipeline):
+                yield FrameFaces(frame.index, frame.timestamp, faces, getattr(frame, "path", None))
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """uint8 BGR (h, w, 3) of an image file; SourceError naming the file when it cannot be decoded."""
+    from ..video import SourceError, decode_image
+
+    path = Path(path)
+    if not path.is_file():
+        raise SourceError(f"image not found: {path}" if not path.exists() else f"not a file: {path}")
+    image = decode_image(path)
+    if image is None:
+        raise SourceError(f"cannot read image {path} (not an image, truncated, or an unsupported format)")
+    return image
