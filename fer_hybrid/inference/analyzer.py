@@ -352,19 +352,52 @@ class Analyzer:
 
     def analyze_video(self, source, *, detect_every: int = 3, smoothing: float = 0.5,
                       detect_width: int | None = VIDEO_DETECT_WIDTH, upsample: int = 0,
-                      max_frames: int | None = None, pipeline: bool = True) -> Iterator[FrameFaces]:
+                      max_frames: int | None = None, pipeline: bool = True) -> "VideoAnalysis":
         """Per-frame results of a video (path, camera index, ``"sample"`` or a :class:`fer_hybrid.video.FrameSource`)
-        with track ids and smoothed probabilities. SourceError if the source cannot be opened."""
+        with track ids and smoothed probabilities: iterate it for :class:`FrameFaces`, or call
+        ``.to_dataframe()`` for the long table. SourceError (when iteration starts) if the source cannot be opened."""
+        return VideoAnalysis(self, source, dict(detect_every=detect_every, smoothing=smoothing,
+                                                detect_width=detect_width, upsample=upsample),
+                             max_frames, pipeline)
+
+
+class VideoAnalysis:
+    """The frames of one analysed video, computed lazily: ``for frame in va`` yields :class:`FrameFaces`
+    (once per iteration, re-running the video); ``va.frames()`` runs it once and keeps the list;
+    ``va.to_dataframe()`` is the long table (:func:`fer_hybrid.inference.table.to_dataframe`)."""
+
+    def __init__(self, analyzer: Analyzer, source, session_kw: dict, max_frames: int | None, pipeline: bool):
+        self.analyzer, self.source, self.session_kw = analyzer, source, session_kw
+        self.max_frames, self.pipeline = max_frames, pipeline
+        self.description = str(source)
+        self.fps: float | None = None
+        self.skipped_files: list[str] = []
+        self._frames: list[FrameFaces] | None = None
+
+    def __iter__(self) -> Iterator[FrameFaces]:
         import itertools
 
         from ..video import FrameSource, open_source
 
-        src = source if isinstance(source, FrameSource) else open_source(source)
-        session = self.session(detect_every, smoothing, detect_width, upsample)
+        src = self.source if isinstance(self.source, FrameSource) else open_source(self.source)
+        self.description, self.fps = src.description, src.fps
+        session = self.analyzer.session(**self.session_kw)
         with src:
-            frames = itertools.islice(src, max_frames) if max_frames else src
-            for frame, faces in run_frames(session, frames, pipeline):
+            frames = itertools.islice(src, self.max_frames) if self.max_frames else src
+            for frame, faces in run_frames(session, frames, self.pipeline):
                 yield FrameFaces(frame.index, frame.timestamp, faces, getattr(frame, "path", None))
+            self.skipped_files = list(getattr(src, "skipped_files", []))
+
+    def frames(self) -> list[FrameFaces]:
+        if self._frames is None:
+            self._frames = list(self)
+        return self._frames
+
+    def to_dataframe(self):
+        """pandas DataFrame, one row per face per frame (and one per frame without a face)."""
+        from .table import to_dataframe
+
+        return to_dataframe(self.frames(), source=self.description, model=self.analyzer.name)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
