@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -52,6 +54,11 @@ def parse_args(argv=None, default_backbone: str = "vggbn") -> argparse.Namespace
     p.add_argument("--precision", default=d.precision, choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"])
     p.add_argument("--strategy", default=d.strategy, choices=["default", "mirrored", "multiworker"])
     p.add_argument("--tta", action="store_true", help="average predictions with the flipped face at evaluation")
+    p.add_argument("--flip-in-graph", action="store_true",
+                   help="ship the model with the flip TTA inside its graph, so the registry runs what the report "
+                        "measures (evaluation then uses the shipped model exactly)")
+    p.add_argument("--onnx", action="store_true",
+                   help="also export the shipped model to ONNX (<name>.onnx beside it) and measure it against Keras")
     p.add_argument("--name", default=None, help="report name (default: the backbone)")
     p.add_argument("--reports", default=str(ROOT / "experiments" / "reports"))
     p.add_argument("--checkpoints", default=str(ROOT / "experiments" / "checkpoints"))
@@ -126,20 +133,38 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
     result = fit(cfg, data, Path(args.checkpoints) / name, resume=not args.no_resume, train_targets=train_targets)
     model = result.model
 
-    # 3. Evaluation on train / val / test (test touched once, here), and batch-1 latency.
-    metrics = evaluate_predictor(lambda x: predict_proba(model, x, tta=args.tta), data)
-    predictor = KerasPredictor(model, name)
+    # 3. Evaluation on train / val / test (test touched once, here), and batch-1 latency, of what ships.
+    shipped = model
+    if args.flip_in_graph:
+        from fer_hybrid.cnn.export import with_flip_tta
+
+        shipped = with_flip_tta(model, name=name.replace("-", "_"))
+    predictor = KerasPredictor(shipped, name)
+    as_run = args.flip_in_graph or not args.tta
+    metrics = evaluate_predictor(predictor.predict_proba if as_run else lambda x: predict_proba(model, x, tta=True),
+                                 data)
     latency = ms_per_face(predictor.predict_proba, data.test.x[:1])
 
-    # 4. Artifacts: the float32 model, optionally shipped in models/ with a manifest entry.
+    # 4. Artifacts: the float32 model, optionally shipped in models/ with a manifest entry (and ONNX beside it).
     out_dir = Path(args.reports) / name
-    final = save_model(model, Path(args.checkpoints) / name / "final.keras")
+    final = save_model(shipped, Path(args.checkpoints) / name / "final.keras")
     artifact_path = final
     if args.ship:
-        artifact_path = save_model(model, artifacts.models_dir() / f"{name}.keras")
+        artifact_path = save_model(shipped, artifacts.models_dir() / f"{name}.keras")
         size_mb = artifact_path.stat().st_size / 2**20
         if size_mb > 60:
             print(f"warning: {artifact_path} is {size_mb:.1f} MB (> 60 MB limit)", file=sys.stderr)
+    onnx_info = None
+    if args.onnx:
+        from fer_hybrid.cnn.export import export_onnx
+        from fer_hybrid.onnx_model import OnnxPredictor
+
+        onnx_path = export_onnx(shipped, artifact_path.with_suffix(".onnx"))
+        onnx = OnnxPredictor(onnx_path, name)
+        diff = float(np.abs(onnx.predict_proba(data.val.x) - predictor.predict_proba(data.val.x)).max())
+        onnx_info = {"file": onnx_path.name, "sha256": reports.artifact_info(onnx_path, ROOT)["sha256"],
+                     "max_abs_diff_vs_keras_val": diff,
+                     "ms_per_face": ms_per_face(onnx.predict_proba, data.test.x[:1]), "keras_ms_per_face": latency}
 
     # 5. Report: same schema as every experiment, plus training curves.
     image_size = model.layers[1].output.shape[1] if args.image_size is None else args.image_size
@@ -153,7 +178,8 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
         seconds_per_epoch=result.seconds_per_epoch, ms_per_face=latency, params=int(model.count_params()),
         artifact=reports.artifact_info(artifact_path, ROOT), data={"source": Path(data.source).name, "sha256": data.sha256},
         backbone=args.backbone, image_size=image_size, epochs=result.epochs_run, best_epoch=result.best_epoch,
-        precision=result.precision, tta=args.tta, config=cfg.to_dict(), history=result.history,
+        precision=result.precision, tta=("flip (in the shipped graph)" if args.flip_in_graph else args.tta),
+        evaluated_as_run=as_run, onnx=onnx_info, config=cfg.to_dict(), history=result.history,
         labels_trained_on=labels_trained_on, teacher=teacher_info,
         notes=notes, figures=["training_curves.png"])
     reports.save_history_png(result.history, out_dir / "training_curves.png", title=name)

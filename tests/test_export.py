@@ -1,0 +1,64 @@
+"""Shipping forms of a CNN: flip TTA inside the graph (saved and reloaded) and the ONNX export, which must
+match Keras within 1e-4 and run without TensorFlow."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+from fer_hybrid.cnn.export import export_onnx, with_flip_tta  # noqa: E402
+from fer_hybrid.onnx_model import OnnxPredictor  # noqa: E402
+from fer_hybrid.predictors import ArtifactError, KerasPredictor, load_keras_model  # noqa: E402
+
+TINY = Path(__file__).parent / "data" / "tiny_cnn.keras"
+FACES = np.random.default_rng(0).integers(0, 256, (6, 48, 48), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    d = tmp_path_factory.mktemp("export")
+    base = load_keras_model(TINY)
+    flip = with_flip_tta(base, "tiny_flip")
+    flip.save(d / "tiny_flip.keras")
+    return base, load_keras_model(d / "tiny_flip.keras"), export_onnx(flip, d / "tiny_flip.onnx")
+
+
+def test_flip_in_graph_is_the_mean_of_face_and_mirror(exported):
+    base, flip, _ = exported
+    x = FACES.astype(np.float32)[..., None]
+    want = (np.asarray(base(x)) + np.asarray(base(x[:, :, ::-1]))) / 2
+    got = KerasPredictor(flip, "tiny_flip").predict_proba(FACES)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    np.testing.assert_allclose(got.sum(1), 1.0, atol=1e-5)
+    # a mirrored face gets the same answer: the flip TTA is symmetric
+    np.testing.assert_allclose(KerasPredictor(flip, "t").predict_proba(FACES[:, :, ::-1].copy()), got, atol=1e-5)
+
+
+def test_onnx_matches_keras(exported):
+    _, flip, onnx_path = exported
+    p = OnnxPredictor(onnx_path, "tiny_flip")
+    assert p.input_kind == "crops" and p.input_hw == (48, 48)
+    np.testing.assert_allclose(p.predict_proba(FACES), KerasPredictor(flip, "k").predict_proba(FACES), atol=1e-4)
+    assert p.predict_proba(FACES[:0]).shape == (0, 5)
+    assert not list(onnx_path.parent.glob(".*tmp*"))  # the atomic writer left no temp file
+
+
+def test_onnx_runtime_does_not_import_tensorflow(exported):
+    _, _, onnx_path = exported
+    code = (f"import sys, numpy as np; from fer_hybrid.onnx_model import OnnxPredictor; "
+            f"p = OnnxPredictor({str(onnx_path)!r}, 'x'); p.predict_proba(np.zeros((1, 48, 48), np.uint8)); "
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
+def test_corrupt_onnx_is_an_artifact_error(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ArtifactError, match="cannot load ONNX model"):
+        OnnxPredictor(bad, "bad")
