@@ -1,7 +1,8 @@
 """Long-format results: one row per face per frame, and one row for each frame without a face (its face
 columns empty), so that time lines up across tracks and files (like py-feat's ``Fex``).
 
-Columns (:data:`COLUMNS`): ``source`` file, ``frame`` index, ``time_ms``, ``track_id`` (NA for photos),
+Columns (:data:`COLUMNS`): ``source`` (the input), ``file`` (the image file, for photos), ``frame`` index,
+``time_ms`` (NaN for photos analysed one by one), ``track_id`` (NA for photos),
 ``x0 y0 x1 y1`` box (frame pixels), ``detected`` (False: box from the tracker), ``score`` (dlib HOG score on
 detection frames), ``p_<class>`` probabilities, ``s_<class>`` smoothed probabilities, ``label`` and
 ``smoothed_label`` (empty when the model has no answer), ``model``.
@@ -22,14 +23,18 @@ COLUMNS = columns()
 
 
 def rows(frames: Iterable, source: str, model: str, classes: Sequence[str] = STUDY_EMOTIONS) -> list[dict]:
-    """Row dicts for :class:`~fer_hybrid.inference.analyzer.FrameFaces` items (see the module docstring)."""
+    """Row dicts for :class:`~fer_hybrid.inference.analyzer.FrameFaces` items (see the module docstring);
+    within a video frame, faces come in track-id order (photos: in detection order)."""
     out = []
     for fr in frames:
         base = {"source": source, "file": fr.path, "frame": fr.index, "time_ms": round(1000.0 * fr.timestamp, 3),
                 "model": model}
         if not fr.faces:
             out.append(base)
-        for f in fr.faces:
+        faces = fr.faces
+        if all(f.id is not None for f in faces):  # video: a frame's faces in track-id order
+            faces = sorted(faces, key=lambda f: f.id)
+        for f in faces:
             row = dict(base, track_id=f.id, detected=bool(f.detected), score=f.score,
                        label=f.label, smoothed_label=f.smoothed_label)
             row.update(zip(("x0", "y0", "x1", "y1"), (int(v) for v in f.box)))
