@@ -10,7 +10,9 @@ from fer_hybrid.labels import STUDY_EMOTIONS
 from fer_hybrid.landmarks.extract import extract, landmarks_batch, landmarks_one
 from fer_hybrid.landmarks.features import LandmarkFeatures
 from fer_hybrid.landmarks.models import LandmarkEnsemble, make_member
-from fer_hybrid.landmarks.predictor import LandmarkPredictor, load_landmark_predictor
+from fer_hybrid.landmarks.appearance import FaceFeatures, LandmarkAppearance, mirror_faces
+from fer_hybrid.landmarks.predictor import (LandmarkPredictor, load_landmark_predictor, model_files,
+                                            save_landmark_model)
 from fer_hybrid.predictors import ArtifactError
 
 
@@ -25,6 +27,21 @@ def tiny_predictor(sample_data, tmp_path_factory):
                            feats, n_jobs=1).fit(X, sample_data.train.y)
     path = ens.save(tmp_path_factory.mktemp("models") / "landmarks")
     return ens, path
+
+
+@pytest.fixture(scope="module")
+def tiny_appearance_predictor(sample_data, tmp_path_factory):
+    """A tiny ensemble on geometry + HOG-at-the-landmarks (PCA 6), with mirror TTA, saved by save_landmark_model."""
+    x = sample_data.train.x
+    pts = landmarks_batch(x)
+    app = LandmarkAppearance("hog", "core", pca=6).fit(x, pts)
+    feats = FaceFeatures(LandmarkFeatures().fit(pts), app)
+    ens = LandmarkEnsemble({"xgboost": make_member("xgboost", {"n_estimators": 5, "max_depth": 2, "max_bin": 16},
+                                                   n_jobs=1),
+                            "logreg": make_member("logreg", {"C": 0.1})}, {"xgboost": 0.5, "logreg": 0.5},
+                           feats.geometry, n_jobs=1, tta_mirror=True).fit(feats.transform(x, pts), sample_data.train.y)
+    path = save_landmark_model(ens, tmp_path_factory.mktemp("models") / "landmarks", app, extra={"box_scale": 1.0})
+    return ens, path, feats
 
 
 def test_points_are_inside_fixture_images(sample_data):
@@ -101,11 +118,10 @@ def test_frame_with_boxes_maps_points_to_frame(tiny_predictor, sample_data):
     assert p.predict_proba_frame(frame, np.zeros((0, 4))).shape == (0, 5)
 
 
-def test_no_landmarks_gives_nan_probabilities(tiny_predictor):
-    ens, _ = tiny_predictor
-    pred = LandmarkPredictor(ens)
-    proba = pred._proba(np.full((2, 68, 2), np.nan, np.float32))
-    assert proba.shape == (2, 5) and np.isnan(proba).all()
+def test_no_landmarks_gives_nan_probabilities(tiny_predictor, tiny_appearance_predictor):
+    for pred in (LandmarkPredictor(tiny_predictor[0]), load_landmark_predictor(tiny_appearance_predictor[1])):
+        proba = pred.predict_proba_points(np.zeros((2, 48, 48), np.uint8), np.full((2, 68, 2), np.nan, np.float32))
+        assert proba.shape == (2, 5) and np.isnan(proba).all()
 
 
 def test_loader_raises_artifact_error_for_damaged_descriptor(tmp_path):
@@ -134,9 +150,12 @@ def test_shipped_ensemble_reproduces_reported_test_accuracy(full_data_path):
     from fer_hybrid.predictors import load_predictor
     from fer_hybrid.reports import read_report
 
-    report_path = Path(__file__).resolve().parents[1] / "experiments/reports/landmarks-ensemble/report.json"
+    from fer_hybrid.artifacts import read_manifest
+
+    entry = read_manifest(models_dir()).get("models", {}).get("landmarks")
+    report_path = Path(__file__).resolve().parents[1] / (entry or {}).get("report", "missing")
     if not (models_dir() / "landmarks" / "ensemble.json").exists() or not report_path.exists():
-        pytest.skip("no shipped landmark ensemble; run python experiments/landmarks.py")
+        pytest.skip("no shipped landmark ensemble; run python experiments/landmarks.py --ship")
     reported = read_report(report_path)["metrics"]["test"]
     data = load_fer2013(full_data_path)
     p = load_predictor("landmarks")
@@ -176,7 +195,6 @@ def test_fixed_mirror_landmarks_are_exactly_mirror_equivariant(sample_data):
 
 def test_predictor_runs_the_descriptors_landmark_method(tiny_predictor, sample_data, tmp_path):
     ens, path = tiny_predictor
-    desc = json.loads(path.read_text())
     assert load_landmark_predictor(path).method == "fixed"          # descriptors before the field: fixed
     folder = tmp_path / "lm"
     mirrored = ens.save(folder, extra={"landmark_method": "fixed-mirror"})
@@ -185,6 +203,7 @@ def test_predictor_runs_the_descriptors_landmark_method(tiny_predictor, sample_d
     x = sample_data.test.x[:5]
     np.testing.assert_array_equal(p.predict_proba(x),
                                   ens.predict_proba_points(landmarks_batch(x, "fixed-mirror")).astype(np.float32))
+    desc = json.loads(mirrored.read_text())   # this folder's own descriptor (member sha256s of these files)
     (folder / "ensemble.json").write_text(json.dumps({**desc, "landmark_method": "hog"}))
     with pytest.raises(ArtifactError, match="cannot run on face crops"):
         load_landmark_predictor(folder / "ensemble.json")
@@ -197,3 +216,54 @@ def test_ensemble_saves_its_landmark_method_and_the_predictor_runs_it(tiny_predi
     assert loaded.landmark_method == "fixed-mirror"
     assert LandmarkPredictor(loaded).method == "fixed-mirror"
     assert LandmarkPredictor(loaded, method="fixed").method == "fixed"   # an explicit method still wins
+
+
+def test_appearance_predictor_computes_the_training_features(tiny_appearance_predictor, sample_data):
+    ens, path, feats = tiny_appearance_predictor
+    p = load_landmark_predictor(path)
+    assert p.appearance is not None and p.appearance.get_params() == feats.appearance.get_params()
+    assert len(p.features.feature_names()) == len(feats.feature_names())
+    x = sample_data.test.x
+    pts = landmarks_batch(x)
+    expected = (ens.predict_proba(feats.transform(x, pts)) + ens.predict_proba(feats.transform(*mirror_faces(x, pts)))) / 2
+    proba = p.predict_proba(x)
+    assert proba.shape == (len(x), 5) and proba.dtype == np.float32
+    np.testing.assert_allclose(proba, expected.astype(np.float32), atol=1e-6)
+    np.testing.assert_allclose(p.predict_proba_points(x, pts), expected, atol=1e-6)
+    # frames: the crop of the box is the face itself
+    frame = np.zeros((120, 160), np.uint8)
+    frame[30:78, 40:88] = x[0]
+    fp, fpts = p.predict_frame(frame, np.array([[40, 30, 87, 77]]))
+    np.testing.assert_allclose(fp[0], proba[0], atol=1e-6)
+    np.testing.assert_allclose(fpts[0], pts[0] + [40, 30], atol=1e-4)
+    files = model_files(path)
+    assert files[-1].name == "appearance.npz" and all(f.exists() for f in files) and len(files) == 3
+
+
+def test_appearance_loader_refuses_missing_file_and_feature_mismatch(tiny_appearance_predictor, tmp_path):
+    import shutil
+
+    ens, path, _ = tiny_appearance_predictor
+    folder = tmp_path / "lm"
+    shutil.copytree(path.parent, folder)
+    (folder / "appearance.npz").unlink()
+    with pytest.raises(ArtifactError, match="appearance file .* is missing"):
+        load_landmark_predictor(folder / "ensemble.json")
+    # the same members described without their appearance columns
+    desc = json.loads((folder / "ensemble.json").read_text())
+    del desc["appearance"]
+    (folder / "ensemble.json").write_text(json.dumps(desc))
+    with pytest.raises(ArtifactError, match="expects .* features but the descriptor makes"):
+        load_landmark_predictor(folder / "ensemble.json")
+
+
+def test_saving_without_appearance_removes_a_stale_appearance_file(tiny_appearance_predictor, tiny_predictor, tmp_path):
+    import shutil
+
+    folder = tmp_path / "lm"
+    shutil.copytree(tiny_appearance_predictor[1].parent, folder)
+    assert (folder / "appearance.npz").exists()
+    path = save_landmark_model(tiny_predictor[0], folder)
+    assert not (folder / "appearance.npz").exists()
+    assert load_landmark_predictor(path).appearance is None
+    assert "appearance.npz" not in {f.name for f in model_files(path)}

@@ -17,6 +17,8 @@ Points are float32 (n, 68, 2) as (x, y) in the *input* image's pixel coordinates
 >>> pts = landmarks_batch(x48)                            # (n, 68, 2), one process
 >>> ext = extract_fer2013("fer2013_images.tar.gz")        # all 35,887 images, cached .npz
 >>> ext.points_for(data.test.keys)                        # (n_test, 68, 2) by image key
+>>> app = extract_appearance_fer2013("fer2013_images.tar.gz", LandmarkAppearance("hog"))  # raw descriptors,
+>>> app.rows_for(data.test.keys), app.rows_for(keys, mirror=True)   # of the faces / flipped faces, cached .npz
 """
 from __future__ import annotations
 
@@ -215,3 +217,84 @@ def failure_rates(failed: np.ndarray, y: np.ndarray, classes: Sequence[str]) -> 
             "n_failed": int(failed.sum()),
             "per_class": {c: float(failed[y == i].mean()) if (y == i).any() else float("nan")
                           for i, c in enumerate(classes)}}
+
+
+# --------------------------------------------------------------------------------------------
+# Appearance descriptors at the landmarks for a whole dataset, with an .npz cache
+# --------------------------------------------------------------------------------------------
+APPEARANCE_CACHE_VERSION = 1
+
+
+@dataclasses.dataclass
+class AppearanceExtraction:
+    """Raw appearance descriptors (before any PCA) of every image of a FER2013 source.
+
+    ``keys`` (N,); ``raw`` float32 (N, d) at the landmarks of ``method``; ``raw_mirror`` float32 (N, d) of
+    the horizontally flipped faces at their mirrored landmarks (for mirror training and mirror TTA);
+    ``seconds`` wall time of the (original, uncached) computation of both, landmarks excluded.
+    """
+
+    keys: np.ndarray
+    raw: np.ndarray
+    raw_mirror: np.ndarray
+    params: dict
+    method: str
+    seconds: float
+    sha256: str
+    from_cache: bool = False
+
+    def rows_for(self, keys: Sequence[str], mirror: bool = False) -> np.ndarray:
+        """float32 (n, d) for the given image keys (of the flipped faces when ``mirror``)."""
+        index = {k: i for i, k in enumerate(self.keys.tolist())}
+        try:
+            rows = np.array([index[k] for k in np.asarray(keys).tolist()], dtype=np.int64)
+        except KeyError as e:
+            raise KeyError(f"image {e.args[0]!r} is not in this appearance extraction") from None
+        return (self.raw_mirror if mirror else self.raw)[rows]
+
+
+def appearance_cache_file(sha256: str, method: str, params: dict, upscale: int = UPSCALE) -> Path:
+    """Cache path keyed by the data's sha256, the landmark method and the descriptor settings."""
+    import hashlib
+    import json
+
+    key = json.dumps({"method": method, "upscale": upscale, "params": params}, sort_keys=True)
+    return cache_dir() / (f"appearance-v{APPEARANCE_CACHE_VERSION}-{params['descriptor']}-{sha256[:24]}-"
+                          f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz")
+
+
+def extract_appearance_fer2013(source, appearance, method: str = "fixed-mirror", upscale: int = UPSCALE,
+                               n_jobs: int = 2, use_cache: bool = True, progress: bool = True) -> AppearanceExtraction:
+    """Raw descriptors of ``appearance`` (a :class:`~.appearance.LandmarkAppearance`) for all seven classes of a
+    FER2013 source, at its ``method`` landmarks (:func:`extract_fer2013`, cached too), for the faces and their
+    mirror images; cached by (data sha256, method, descriptor settings). One process: ``n_jobs`` is used
+    only for the landmarks."""
+    from .appearance import mirror_faces
+
+    _check_method(method)
+    data = load_fer2013(source, classes=FER2013_EMOTIONS)
+    params = appearance.descriptor_params()
+    cfile = appearance_cache_file(data.sha256, method, params, upscale)
+    if use_cache and cfile.exists():
+        try:
+            with np.load(cfile, allow_pickle=False) as z:
+                return AppearanceExtraction(z["keys"], z["raw"], z["raw_mirror"], params, method, float(z["seconds"]),
+                                            data.sha256, from_cache=True)
+        except (OSError, ValueError, KeyError) as e:
+            warnings.warn(f"ignoring unreadable appearance cache {cfile}: {e}")
+    ext = extract_fer2013(source, method, upscale, n_jobs=n_jobs, use_cache=use_cache, progress=progress)
+    keys = np.concatenate([data.split(s).keys for s in ("train", "val", "test")])
+    x = np.concatenate([data.split(s).x for s in ("train", "val", "test")])
+    points = ext.points_for(keys)
+    t0 = time.perf_counter()
+    raw = appearance.describe(x, points, progress=progress)
+    raw_mirror = appearance.describe(*mirror_faces(x, points), progress=progress)
+    seconds = time.perf_counter() - t0
+    out = AppearanceExtraction(keys, raw, raw_mirror, params, method, seconds, data.sha256)
+    if use_cache:
+        try:
+            with _atomic.atomic_path(cfile) as tmp:
+                np.savez(tmp, keys=keys, raw=raw, raw_mirror=raw_mirror, seconds=seconds)
+        except OSError as e:
+            warnings.warn(f"could not write appearance cache {cfile}: {e}")
+    return out

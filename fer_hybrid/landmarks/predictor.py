@@ -14,8 +14,15 @@ API (used by :mod:`fer_hybrid.realtime`)::
 any size. Every crop is processed exactly like the training data: converted to gray, resized to
 48x48 (INTER_AREA), upscaled 4x and landmarked with the full-image box by the landmark method the
 ensemble was trained with (:mod:`.extract`: ``fixed``, or ``fixed-mirror`` which averages in the
-flipped crop; the ensemble's ``landmark_method``, saved in ``ensemble.json``); then geometric features -> ensemble. A box that is empty after
-clipping to the frame gives a NaN row and NaN points.
+flipped crop; the ensemble's ``landmark_method``, saved in ``ensemble.json``); then geometric features,
+and, when the ensemble was trained with them, appearance descriptors at the landmarks of the same 48x48
+crop (:class:`.appearance.LandmarkAppearance`, saved beside the ensemble as ``appearance.npz`` and named
+in the descriptor's ``"appearance"`` section) -> ensemble. A box that is empty after clipping to the
+frame gives a NaN row and NaN points.
+
+An ensemble with appearance needs the faces as well as the points: use
+:meth:`LandmarkPredictor.predict_proba_points` (48x48 faces + their points), not
+``ensemble.predict_proba_points`` (points only, geometry-only ensembles).
 
 Frame boxes from a face detector are usually tighter than FER2013's crops; ``box_scale`` (default
 :data:`DEFAULT_BOX_SCALE`) enlarges each box about its centre before cropping, to match the framing
@@ -29,12 +36,15 @@ from typing import Sequence
 import numpy as np
 
 from ..labels import STUDY_EMOTIONS
-from ..predictors import ArtifactError, to_gray_faces
+from ..crops import to_gray_faces
+from ..errors import ArtifactError
+from .appearance import AppearanceFileError, FaceFeatures, LandmarkAppearance, mirror_faces
 from .extract import METHODS, UPSCALE, landmarks_batch
 from .models import EnsembleFileError, LandmarkEnsemble
 
 SIZE = 48
 DEFAULT_BOX_SCALE = 1.0
+APPEARANCE_FILE = "appearance.npz"
 
 
 class LandmarkPredictor:
@@ -43,7 +53,7 @@ class LandmarkPredictor:
     input_kind = "frame"  # the Analyzer calls predict_frame(frame, boxes): it places its own landmarks
 
     def __init__(self, ensemble: LandmarkEnsemble, name: str = "landmarks", box_scale: float = DEFAULT_BOX_SCALE,
-                 method: str | None = None):
+                 method: str | None = None, appearance: LandmarkAppearance | None = None):
         method = method or ensemble.landmark_method
         if method not in METHODS or method == "hog":
             raise ArtifactError(f"landmark method {method!r} cannot run on face crops; use fixed or fixed-mirror")
@@ -54,16 +64,31 @@ class LandmarkPredictor:
         if self.classes != STUDY_EMOTIONS:
             raise ArtifactError(f"landmark ensemble classes {self.classes} differ from {STUDY_EMOTIONS}")
         self.box_scale = float(box_scale)
+        self.appearance = appearance
+        self.features = FaceFeatures(ensemble.features, appearance)
 
     # -- face crops -------------------------------------------------------------------------
-    def _points48(self, faces) -> np.ndarray:
+    def _points48(self, faces) -> tuple[np.ndarray, np.ndarray]:
+        """(uint8 (n, 48, 48) faces, float32 (n, 68, 2) their landmarks)."""
         x = to_gray_faces(faces, SIZE)
-        return landmarks_batch(x, self.method, UPSCALE)
+        return x, landmarks_batch(x, self.method, UPSCALE)
 
-    def _proba(self, points48: np.ndarray) -> np.ndarray:
+    def _proba(self, x48: np.ndarray, points48: np.ndarray) -> np.ndarray:
         if len(points48) == 0:
             return np.zeros((0, len(self.classes)), np.float32)
-        return self.ensemble.predict_proba_points(points48).astype(np.float32)
+        return self.predict_proba_points(x48, points48).astype(np.float32)
+
+    def predict_proba_points(self, x48: np.ndarray, points48: np.ndarray) -> np.ndarray:
+        """float64 (n, 5) from uint8 48x48 faces (n, 48, 48) and their landmarks (n, 68, 2) in those pixels:
+        the features the ensemble was trained on (geometry [+ appearance]), averaged with the mirrored face
+        when the ensemble uses mirror TTA. NaN rows for faces without landmarks."""
+        if self.appearance is None:
+            return self.ensemble.predict_proba_points(points48)
+        x48 = np.asarray(x48)
+        p = self.ensemble.predict_proba(self.features.transform(x48, points48))
+        if self.ensemble.tta_mirror:
+            p = (p + self.ensemble.predict_proba(self.features.transform(*mirror_faces(x48, points48)))) / 2
+        return p
 
     @staticmethod
     def _sizes(faces) -> np.ndarray:
@@ -78,14 +103,14 @@ class LandmarkPredictor:
 
     def predict(self, faces) -> tuple[np.ndarray, np.ndarray]:
         """(float32 (n, 5) probabilities, float32 (n, 68, 2) points in crop coordinates)."""
-        pts = self._points48(faces)
-        return self._proba(pts), self._to_crop(pts, self._sizes(faces))
+        x, pts = self._points48(faces)
+        return self._proba(x, pts), self._to_crop(pts, self._sizes(faces))
 
     def predict_proba(self, faces) -> np.ndarray:
-        return self._proba(self._points48(faces))
+        return self._proba(*self._points48(faces))
 
     def landmarks(self, faces) -> np.ndarray:
-        return self._to_crop(self._points48(faces), self._sizes(faces))
+        return self._to_crop(self._points48(faces)[1], self._sizes(faces))
 
     # -- frame + boxes ----------------------------------------------------------------------
     def _crops(self, frame: np.ndarray, boxes) -> tuple[list, np.ndarray, np.ndarray]:
@@ -122,12 +147,55 @@ class LandmarkPredictor:
 
 
 def load_landmark_predictor(path: Path, name: str = "landmarks") -> LandmarkPredictor:
-    """Registry loader: ``path`` is the ensemble's ``ensemble.json``; ArtifactError if it cannot be loaded."""
+    """Registry loader: ``path`` is the ensemble's ``ensemble.json``; ArtifactError if it (or its appearance
+    file) cannot be loaded, or if the members expect another number of features than the descriptor makes."""
+    import json
+
+    path = Path(path)
     try:
         ensemble = LandmarkEnsemble.load(path)
     except EnsembleFileError as e:
         raise ArtifactError(str(e)) from None
+    desc = json.loads(path.read_text())
+    appearance = None
+    if desc.get("appearance"):
+        try:
+            appearance = LandmarkAppearance.load(desc["appearance"], path.parent)
+        except (AppearanceFileError, ValueError) as e:
+            raise ArtifactError(f"{path}: {e}") from None
+    n_features = len(FaceFeatures(ensemble.features, appearance).feature_names())
+    for member, model in ensemble.members.items():
+        expected = getattr(model, "n_features_in_", n_features)
+        if expected != n_features:
+            raise ArtifactError(f"{path}: member {member!r} expects {expected} features but the descriptor makes "
+                                f"{n_features} (geometry{' + appearance' if appearance else ''})")
+    return LandmarkPredictor(ensemble, name, box_scale=desc.get("box_scale", DEFAULT_BOX_SCALE), appearance=appearance)
+
+
+def save_landmark_model(ensemble: LandmarkEnsemble, folder: str | Path, appearance: LandmarkAppearance | None = None,
+                        extra: dict | None = None) -> Path:
+    """Save the ensemble (``ensemble.json`` + members) and, if given, its appearance transform
+    (``appearance.npz``, named with its sha256 in the descriptor's ``"appearance"`` section) into ``folder``;
+    returns the ``ensemble.json`` path. An ``appearance.npz`` left by an earlier save is removed when this
+    model has none (after the new descriptor is in place)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    extra = dict(extra or {})
+    if appearance is not None:
+        extra["appearance"] = appearance.save(folder / APPEARANCE_FILE)
+    path = ensemble.save(folder, extra=extra)
+    if appearance is None:
+        (folder / APPEARANCE_FILE).unlink(missing_ok=True)
+    return path
+
+
+def model_files(path: str | Path) -> list[Path]:
+    """Every file a saved landmark model consists of besides ``ensemble.json``: members, then appearance."""
     import json
 
-    box_scale = json.loads(Path(path).read_text()).get("box_scale", DEFAULT_BOX_SCALE)
-    return LandmarkPredictor(ensemble, name, box_scale=box_scale)
+    path = Path(path)
+    desc = json.loads(path.read_text())
+    files = [path.parent / m["file"] for m in desc.get("members", [])]
+    if desc.get("appearance"):
+        files.append(path.parent / desc["appearance"]["file"])
+    return files
