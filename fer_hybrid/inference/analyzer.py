@@ -33,7 +33,9 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 
 from ..labels import STUDY_EMOTIONS
+from .align import aligned_crops, check_align, needs_landmarks
 from .framing import DEFAULT_MARGIN, check_margin, crop_faces
+from .temperature import check_temperature, scale_proba
 
 PIPELINE_DEPTH = 2           # frames stage A may run ahead of stage B (bounded queue; see stream())
 VIDEO_DETECT_WIDTH = 480     # video mode: detect/track on a copy at most this wide (speed)
@@ -141,7 +143,8 @@ class FacePredictor:
     """Runs a registry predictor on the boxes of one frame: ``run(image, boxes) -> (proba (k, n), points
     (k, 68, 2) | None, fallback bool (k,), timings)``."""
 
-    def __init__(self, predictor, crop_margin: float = DEFAULT_MARGIN, landmarks: bool = False):
+    def __init__(self, predictor, crop_margin: float = DEFAULT_MARGIN, landmarks: bool = False,
+                 align: bool | str = False, temperature: float | None = None):
         self.predictor = predictor
         self.name = str(getattr(predictor, "name", type(predictor).__name__))
         self.classes = tuple(getattr(predictor, "classes", STUDY_EMOTIONS))
@@ -151,6 +154,11 @@ class FacePredictor:
                              "'crops' or 'frame'")
         self.crop_margin = check_margin(crop_margin)
         self.landmarks = bool(landmarks)
+        self.align = check_align(align)          # None: margin crop; else an align.py mode (crop models only)
+        if self.align and self.input_kind != "crops":
+            raise ValueError(f"align applies to crop models; {self.name!r} places its own landmarks "
+                             "(input_kind 'frame')")
+        self.temperature = None if temperature is None else check_temperature(temperature)
 
     def run(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, dict]:
         from ..images import to_gray
@@ -168,10 +176,15 @@ class FacePredictor:
             t["classification"] = max(0.0, time.perf_counter() - t0 - t["landmarks"])
         else:
             gray = to_gray(image)
-            crops, _ = crop_faces(gray, boxes, self.crop_margin)
+            if needs_landmarks(self.align) and k:  # the aligned crop needs the 68 points first
+                pts = dlib_landmarks(gray, boxes)
+                t["landmarks"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            crops = aligned_crops(gray, boxes, self.align, pts)[0] if self.align else \
+                crop_faces(gray, boxes, self.crop_margin)[0]
             proba = p.predict_proba(crops)
             t["classification"] = time.perf_counter() - t0
-            if self.landmarks:
+            if self.landmarks and pts is None:
                 t1 = time.perf_counter()
                 pts = dlib_landmarks(gray, boxes)
                 t["landmarks"] = time.perf_counter() - t1
@@ -179,6 +192,10 @@ class FacePredictor:
         if fallback.shape != (k,):
             fallback = np.zeros(k, bool)
         proba = np.asarray(proba, dtype=np.float64).reshape(k, len(self.classes))
+        if self.temperature is not None:
+            proba = scale_proba(proba, self.temperature)
+        if pts is not None and not self.landmarks:
+            pts = None
         return proba, pts, fallback, t
 
 
@@ -195,10 +212,11 @@ class VideoSession:
 
     def __init__(self, predictor, detect_every: int = 3, smoothing: float = 0.5,
                  detect_width: int | None = VIDEO_DETECT_WIDTH, upsample: int = 0,
-                 crop_margin: float = DEFAULT_MARGIN, want_landmarks: bool = False):
+                 crop_margin: float = DEFAULT_MARGIN, want_landmarks: bool = False, align: bool | str = False,
+                 temperature: float | None = None):
         from .tracking import FaceTracker
 
-        self.face_predictor = FacePredictor(predictor, crop_margin, want_landmarks)
+        self.face_predictor = FacePredictor(predictor, crop_margin, want_landmarks, align, temperature)
         self.predictor = predictor
         self.classes = self.face_predictor.classes
         self.tracker = FaceTracker(detect_every, detect_width, smoothing, upsample)
@@ -286,10 +304,15 @@ class Analyzer:
     :data:`PHOTO_UPSAMPLE_BELOW` px, else none). ``tta``: for a crop model, a test-time augmentation
     policy of :mod:`fer_hybrid.cnn.tta` on top of what the model runs (None: exactly the shipped model).
     ``models_dir``: where the artifacts live (default: ``$FER_HYBRID_MODELS`` or the packaged models).
+    ``align``: for a crop model, the crop (:mod:`fer_hybrid.inference.align`): False = box + ``crop_margin``;
+    "box" = FER2013's calibrated framing of the box; "level" = that, turned to level the eyes; True / "eyes" =
+    eyes placed on FER2013's mean eye positions. ``temperature``: divide the model's log-probabilities by it
+    (temperature scaling, :mod:`fer_hybrid.inference.temperature`); None = the probabilities as the model gives them.
     """
 
     def __init__(self, model="default", *, crop_margin: float = DEFAULT_MARGIN, landmarks: bool = False,
-                 upsample: int | None = None, tta: str | None = None, models_dir: str | os.PathLike | None = None):
+                 upsample: int | None = None, tta: str | None = None, models_dir: str | os.PathLike | None = None,
+                 align: bool | str = False, temperature: float | None = None):
         from ..predictors import default_model, load_predictor
 
         if isinstance(model, str):
@@ -309,7 +332,8 @@ class Analyzer:
         if upsample is not None and (int(upsample) != upsample or not 0 <= upsample <= 3):
             raise ValueError(f"upsample must be an integer in 0..3 or None, got {upsample}")
         self.upsample = upsample
-        self._faces = FacePredictor(predictor, self.crop_margin, self.landmarks)
+        self._faces = FacePredictor(predictor, self.crop_margin, self.landmarks, align, temperature)
+        self.align, self.temperature = self._faces.align, self._faces.temperature
         self.name, self.classes = self._faces.name, self._faces.classes
 
     def __repr__(self) -> str:
@@ -348,7 +372,7 @@ class Analyzer:
                 detect_width: int | None = VIDEO_DETECT_WIDTH, upsample: int = 0) -> VideoSession:
         """A fresh :class:`VideoSession` (tracks, smoothing) for one video with this Analyzer's model."""
         return VideoSession(self.predictor, detect_every, smoothing, detect_width, upsample, self.crop_margin,
-                            self.landmarks)
+                            self.landmarks, self.align or False, self.temperature)
 
     def analyze_video(self, source, *, detect_every: int = 3, smoothing: float = 0.5,
                       detect_width: int | None = VIDEO_DETECT_WIDTH, upsample: int = 0,
