@@ -1,0 +1,102 @@
+"""Tables and curves of an in-the-frame run (:mod:`fer_hybrid.evaluation.inframe`).
+
+``rows`` is {(variant, condition name, split): metrics of :func:`~.inframe.condition_metrics`}.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..reports import pyplot, save_figure
+
+
+def _f(v, digits=4) -> str:
+    return "–" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.{digits}f}"
+
+
+def markdown_tables(rows: dict, variants: Sequence[str], conditions, splits: Sequence[str], chosen: str,
+                    score: dict, select: str) -> str:
+    """Markdown: the variants compared on the selection split, then every condition for each split."""
+    names = [c.name for c in conditions]
+    lines = ["", f"## Crop variants on {select} (choice: highest mean accuracy counting misses as errors)", "",
+             "| variant | mean acc. (misses = errors) | default: acc. found | rot ±20: acc. found | "
+             "rot ±30: acc. found | scale 0.5: found |", "|---|---:|---:|---:|---:|---:|"]
+
+    def mean(v, keys, what, split):
+        vals = [rows[(v, k, split)][what] for k in keys if (v, k, split) in rows]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    for v in variants:
+        lines.append(f"| {v}{' (chosen)' if v == chosen else ''} | {_f(score[v])} | "
+                     f"{_f(mean(v, ['default'], 'accuracy_found', select))} | "
+                     f"{_f(mean(v, ['rot-20', 'rot+20'], 'accuracy_found', select))} | "
+                     f"{_f(mean(v, ['rot-30', 'rot+30'], 'accuracy_found', select))} | "
+                     f"{_f(mean(v, ['scale0.5'], 'found_share', select))} |")
+    for split in splits:
+        lines += ["", f"## {split}: every condition, variant {chosen}", "",
+                  "| condition | n | found | found / found on original | false pos. / frame | acc. found | "
+                  "direct acc. (same faces) | gap | acc. (misses = errors) | direct acc. (all) |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for c in names:
+            r = rows.get((chosen, c, split))
+            if r is None:
+                continue
+            gap = r["accuracy_found"] - r["direct_accuracy_found"]
+            lines.append(f"| {c} | {r['n']} | {_f(r['found_share'])} | {_f(r['found_of_original'])} | "
+                         f"{_f(r['false_positives_per_frame'], 3)} | {_f(r['accuracy_found'])} | "
+                         f"{_f(r['direct_accuracy_found'])} | {_f(gap, 4)} | {_f(r['accuracy_all'])} | "
+                         f"{_f(r['direct_accuracy'])} |")
+        if len(variants) > 1:
+            lines += ["", f"### {split}: accuracy over found faces by variant", "",
+                      "| condition | " + " | ".join(variants) + " |", "|---|" + "---:|" * len(variants)]
+            for c in names:
+                lines.append(f"| {c} | " + " | ".join(_f(rows[(v, c, split)]["accuracy_found"])
+                                                      for v in variants if (v, c, split) in rows) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def save_curves(rows: dict, variants: Sequence[str], conditions, splits: Sequence[str], chosen: str,
+                out: Path, model: str) -> list[str]:
+    """rotation.png and scale.png (accuracy over found faces per variant, direct accuracy dashed) and
+    conditions.png (chosen variant: faces found and both accuracies per condition); returns the file names."""
+    plt = pyplot()
+    figures = []
+    for group, key, xlabel, fname in (("rotation", "rotation", "in-plane rotation (degrees)", "rotation.png"),
+                                      ("scale", "scale", "face scale (1 = 192 px face frame)", "scale.png")):
+        conds = sorted([c for c in conditions if c.group in (group, "default")], key=lambda c: getattr(c, key))
+        if len(conds) < 2:
+            continue
+        xs = [getattr(c, key) for c in conds]
+        fig, axes = plt.subplots(1, len(splits), figsize=(5.2 * len(splits), 4), squeeze=False)
+        for ax, split in zip(axes[0], splits):
+            for v in variants:
+                ys = [rows[(v, c.name, split)]["accuracy_found"] for c in conds]
+                ax.plot(xs, ys, "o-", label=v, linewidth=2.2 if v == chosen else 1.2)
+            ys = [rows[(chosen, c.name, split)]["direct_accuracy_found"] for c in conds]
+            ax.plot(xs, ys, "k--", label="direct 48x48 (same faces)")
+            ax.set_title(f"{model}: {split}", fontsize=10)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("accuracy over found faces")
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        save_figure(fig, out / fname)
+        figures.append(fname)
+    fig, axes = plt.subplots(1, len(splits), figsize=(6.5 * len(splits), 4.5), squeeze=False)
+    for ax, split in zip(axes[0], splits):
+        names = [c.name for c in conditions if (chosen, c.name, split) in rows]
+        xi = np.arange(len(names))
+        r = [rows[(chosen, n, split)] for n in names]
+        ax.bar(xi - 0.27, [q["found_share"] for q in r], 0.27, label="faces found")
+        ax.bar(xi, [q["accuracy_found"] for q in r], 0.27, label="accuracy over found")
+        ax.bar(xi + 0.27, [q["accuracy_all"] for q in r], 0.27, label="accuracy, misses = errors")
+        ax.axhline(r[0]["direct_accuracy"], color="k", linestyle="--", linewidth=0.8, label="direct 48x48")
+        ax.set_xticks(xi, names, rotation=60, fontsize=7)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(f"{model} ({chosen}): {split}", fontsize=10)
+        ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    save_figure(fig, out / "conditions.png")
+    figures.append("conditions.png")
+    return figures
