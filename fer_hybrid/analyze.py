@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "input) or 'sample' (the bundled clip)")
     ap.add_argument("--out", type=Path, required=True, help="output folder (created if missing)")
     ap.add_argument("--model", default="default", help="registered model name (default: the shipped default)")
-    ap.add_argument("--models-dir", type=Path, help="folder with model artifacts (default: $FER_HYBRID_MODELS or models/)")
+    ap.add_argument("--models-dir", type=Path,
+                    help="folder with model artifacts (default: $FER_HYBRID_MODELS or models/)")
     where = ap.add_mutually_exclusive_group()
     where.add_argument("--workers", type=_positive_int, default=1,
                        help="processes on a local Dask cluster started and stopped by this command "

@@ -88,7 +88,8 @@ def test_video_table_has_no_face_rows_and_two_stable_tracks(models_dir, video):
     assert str(df["label"].dtype) == "string" and str(df["p_happy"].dtype) == "float64"
     blank = df[df["frame"].isin(BLANK)]
     assert len(blank) == len(BLANK) and blank["frame"].tolist() == list(BLANK)  # one row per empty frame
-    face_cols = ["track_id", "x0", "y0", "x1", "y1", "detected", "label", "smoothed_label"] + [f"p_{c}" for c in STUDY_EMOTIONS]
+    face_cols = (["track_id", "x0", "y0", "x1", "y1", "detected", "label", "smoothed_label"]
+                 + [f"p_{c}" for c in STUDY_EMOTIONS])
     assert blank[face_cols].isna().all().all()
     faces = df[~df["frame"].isin(BLANK)]
     assert faces.groupby("frame").size().tolist() == [2] * 9
@@ -127,25 +128,30 @@ def one_hot(c: str) -> dict:
     return {f"p_{k}": float(k == c) for k in STUDY_EMOTIONS} | {f"s_{k}": float(k == c) for k in STUDY_EMOTIONS}
 
 
+def face(c: str, **kw) -> dict:
+    """A face row answered with class ``c`` (probability 1, smoothed too)."""
+    return {"x0": 1, "label": c, "smoothed_label": c, **one_hot(c), **kw}
+
+
 def test_video_summary_known_answer():
     rows = [{"frame": 0, "time_ms": 0.0},  # no face
-            {"frame": 1, "time_ms": 40.0, "track_id": 7, "x0": 1, "label": "happy", "smoothed_label": "happy", **one_hot("happy")},
-            {"frame": 2, "time_ms": 80.0, "track_id": 7, "x0": 1, "label": "happy", "smoothed_label": "happy", **one_hot("happy")},
-            {"frame": 3, "time_ms": 120.0, "track_id": 7, "x0": 1, "label": "sad", "smoothed_label": "sad", **one_hot("sad")},
+            face("happy", frame=1, time_ms=40.0, track_id=7), face("happy", frame=2, time_ms=80.0, track_id=7),
+            face("sad", frame=3, time_ms=120.0, track_id=7),
             {"frame": 4, "time_ms": 160.0, "track_id": 7, "x0": 1},  # the model had no answer
             {"frame": 4, "time_ms": 160.0, "track_id": 9, "x0": 1}]  # a track never answered
     s = video_summary(table(rows))
     assert s["track_id"].tolist() == [7, 9] and s["frames"].tolist() == [4, 1] and s["answered"].tolist() == [3, 0]
     t7 = s.iloc[0]
     assert (t7["first_ms"], t7["last_ms"]) == (40.0, 160.0)
-    assert t7["share_happy"] == pytest.approx(2 / 3) and t7["share_sad"] == pytest.approx(1 / 3) and t7["share_angry"] == 0
+    assert t7["share_happy"] == pytest.approx(2 / 3) and t7["share_sad"] == pytest.approx(1 / 3)
+    assert t7["share_angry"] == 0
     assert t7["mean_p_happy"] == pytest.approx(2 / 3) and t7["top_label"] == "happy"
     assert pd.isna(s.iloc[1]["top_label"]) and np.isnan(s.iloc[1]["share_happy"])  # never a made-up label
 
 
 def test_photo_summary_known_answer():
-    rows = [{"frame": 0, "x0": 1, "label": "fear", **one_hot("fear")}, {"frame": 0, "x0": 5, "label": "fear", **one_hot("fear")},
-            {"frame": 1, "x0": 1, "label": "sad", **one_hot("sad")}, {"frame": 2}, {"frame": 3, "x0": 1}]
+    rows = [face("fear", frame=0), face("fear", frame=0, x0=5), face("sad", frame=1), {"frame": 2},
+            {"frame": 3, "x0": 1}]
     s = photo_summary(table(rows)).set_index("label")
     assert s["faces"].to_dict() == {"angry": 0, "fear": 2, "happy": 0, "sad": 1, "surprise": 0, "(no answer)": 1}
     assert s.loc["fear", "share"] == pytest.approx(0.5)
@@ -174,7 +180,8 @@ def test_batch_outputs_for_a_video_and_a_photo_folder(tmp_path, settings, video,
     assert list(vt.columns) == COLUMNS and len(vt) == 2 * 9 + 6
     assert read_table(v / "summary.csv")["frames"].tolist() == [9, 9]
     pt = read_table(p / "table.csv")
-    assert pt["file"].tolist() == [str(photos / n) for n in ("a_one.jpg", "b_two.png", "b_two.png", "c_one.gif", "d_blank.png")]
+    names = ("a_one.jpg", "b_two.png", "b_two.png", "c_one.gif", "d_blank.png")
+    assert pt["file"].tolist() == [str(photos / n) for n in names]
     assert pt["track_id"].isna().all() and pt["time_ms"].isna().all() and (pt["source"] == str(photos)).all()
     assert pt["frame"].tolist() == [0, 1, 1, 2, 3]
     assert pt.loc[pt["file"].str.endswith("d_blank.png"), "x0"].isna().all()
@@ -195,6 +202,18 @@ def test_resume_skips_up_to_date_inputs(tmp_path, settings, video, photos):
     changed = dataclasses.replace(settings, smoothing=1.0)  # another setting: the video runs again
     assert run_batch([video], out, changed, progress=False).done == 1
     assert run_batch([video], out, settings, progress=False, force=True).done == 1
+
+
+def test_the_model_fingerprint_follows_the_artifact(tmp_path, settings, models_dir, video):
+    other = tmp_path / "models"
+    other.mkdir()
+    (other / "vggbn.keras").write_bytes((models_dir / "vggbn.keras").read_bytes() + b"\0")
+    assert batch.model_fingerprint("vggbn", other) != settings.model_fingerprint
+    # a worker whose model differs from the one the batch was planned with refuses to run it
+    wrong = dataclasses.replace(settings, model_fingerprint="0" * 64)
+    (job,) = batch.expand_inputs([video])
+    result = batch.analyze_job(job, wrong, "key", "content")
+    assert result["status"] == "error" and "fingerprint" in result["error"]
 
 
 def test_a_corrupt_file_is_reported_and_the_batch_finishes(tmp_path, models_dir, video, capsys):

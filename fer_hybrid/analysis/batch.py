@@ -9,12 +9,13 @@ in it. Each input gets a folder ``OUT/<name>/`` with
 - ``summary.csv|parquet``: :func:`~fer_hybrid.analysis.summary.video_summary` (per track) or
   :func:`~fer_hybrid.analysis.summary.photo_summary` (label counts);
 - ``timeline.png`` (videos) or ``contact_sheet.png`` (photos);
-- ``meta.json``, written last: content sha256, model and its artifact sha256, settings, counts, seconds.
+- ``meta.json``, written last: content sha256, model and its fingerprint, settings, counts, seconds.
 
-Resume: an input whose ``meta.json`` holds the same key (sha256 of content hash + model + artifact
-sha256 + result-changing settings + output format) and whose listed outputs exist is not run again
-(status ``cached``). Every file is written atomically (:mod:`fer_hybrid._atomic`). An input that fails
-gets status ``error`` and a one-line message in ``index.csv``; the others go on.
+Resume: an input whose ``meta.json`` holds the same key (sha256 of content hash + model name + model
+fingerprint (artifact sha256 and manifest entry) + result-changing settings + output format) and whose
+listed outputs exist is not run again (status ``cached``). Every file is written atomically
+(:mod:`fer_hybrid._atomic`). An input that fails gets status ``error`` and a one-line message in
+``index.csv``; the others go on.
 
 Execution: ``workers=1`` runs in this process. ``workers=N>1`` starts a Dask ``LocalCluster`` of N
 single-threaded worker processes (TensorFlow limited to ``tf_threads`` threads in each) and stops it at
@@ -51,11 +52,12 @@ INDEX_COLUMNS = ["input", "kind", "output", "status", "error", "frames", "faces"
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """What the batch runs with. ``model`` is a registered name; ``model_sha256`` its artifact's sha256
-    (:func:`model_fingerprint`); ``upsample`` None: 0 for videos, automatic for photos (see Analyzer)."""
+    """What the batch runs with. ``model`` is a registered name; ``model_fingerprint`` the fingerprint of its
+    artifact and manifest entry (:func:`model_fingerprint`); ``upsample`` None: 0 for videos, automatic
+    for photos (see Analyzer)."""
 
     model: str
-    model_sha256: str
+    model_fingerprint: str
     models_dir: str | None = None
     detect_every: int = 3
     smoothing: float = 0.5
@@ -183,15 +185,22 @@ def cached_meta(out: Path, job: Job, key: str) -> dict | None:
 # The model: resolved once, loaded once per process
 # ---------------------------------------------------------------------------------------------
 def model_fingerprint(name: str, models_dir: str | os.PathLike | None = None) -> str:
-    """sha256 of a registered model's artifact file. ValueError (unknown name) / ArtifactMissingError."""
+    """sha256 over a registered model's artifact file (its sha256) and its entry in the models folder's
+    manifest (which may carry e.g. its TTA policy). ValueError (unknown name) / ArtifactMissingError."""
     from ..artifacts import models_dir as default_models_dir
-    from ..predictors import ArtifactMissingError, model_spec
+    from ..artifacts import read_manifest
+    from ..predictors import ArtifactMissingError, list_models, model_spec
 
+    root = Path(models_dir or default_models_dir())
+    if name not in list_models(root=root):
+        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(list_models(root=root))}")
+    entry = (read_manifest(root).get("models") or {}).get(name) or {}
     spec = model_spec(name)
-    path = Path(models_dir or default_models_dir()) / spec.artifact
+    path = root / (entry.get("file") or spec.artifact)
     if not path.is_file():
         raise ArtifactMissingError(f"model {name!r} has no artifact at {path}; train it with `{spec.train_command}`")
-    return file_sha256(path)
+    blob = json.dumps({"artifact_sha256": file_sha256(path), "manifest_entry": entry}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def make_settings(model: str = "default", models_dir: str | os.PathLike | None = None, **kw) -> Settings:
@@ -200,7 +209,7 @@ def make_settings(model: str = "default", models_dir: str | os.PathLike | None =
 
     name = default_model(models_dir) if model == "default" else model
     md = None if models_dir is None else str(Path(models_dir).resolve())
-    return Settings(model=name, model_sha256=model_fingerprint(name, md), models_dir=md, **kw)
+    return Settings(model=name, model_fingerprint=model_fingerprint(name, md), models_dir=md, **kw)
 
 
 def tf_thread_env(threads: int | None) -> dict[str, str]:
@@ -211,28 +220,33 @@ def tf_thread_env(threads: int | None) -> dict[str, str]:
 
 
 @functools.lru_cache(maxsize=2)
-def _cached_analyzer(model: str, model_sha256: str, models_dir: str | None, crop_margin: float,
+def _cached_analyzer(model: str, fingerprint: str, models_dir: str | None, crop_margin: float,
                      upsample: int | None, tf_threads: int):
     from ..inference import Analyzer
     from ..predictors import ArtifactError
 
     os.environ.update(tf_thread_env(tf_threads))
     found = model_fingerprint(model, models_dir)
-    if found != model_sha256:
-        raise ArtifactError(f"model {model!r} here has sha256 {found[:12]}…, the batch expects "
-                            f"{model_sha256[:12]}… (a different artifact)")
+    if found != fingerprint:
+        raise ArtifactError(f"model {model!r} here has fingerprint {found[:12]}, the batch expects "
+                            f"{fingerprint[:12]} (a different artifact or manifest entry)")
     return Analyzer(model, crop_margin=crop_margin, upsample=upsample, models_dir=models_dir)
 
 
 def worker_analyzer(settings: Settings):
     """The Analyzer of this process for ``settings`` (loaded on first use, then reused by every task)."""
-    return _cached_analyzer(settings.model, settings.model_sha256, settings.models_dir, settings.crop_margin,
+    return _cached_analyzer(settings.model, settings.model_fingerprint, settings.models_dir, settings.crop_margin,
                             settings.upsample, settings.tf_threads)
 
 
 def warm_up(settings: Settings) -> str:
-    """Load the model in this process (Dask: ``client.run(warm_up, settings)`` on every worker)."""
-    return worker_analyzer(settings).name
+    """Load the model in this process and run it once on a blank 48x48 crop (so that one-time graph
+    building is not charged to the first input); Dask: ``client.run(warm_up, settings)`` on every worker."""
+    import numpy as np
+
+    analyzer = worker_analyzer(settings)
+    analyzer.predictor.predict_proba(np.full((1, 48, 48), 128, np.uint8))
+    return analyzer.name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -255,7 +269,7 @@ def analyze_job(job: Job, settings: Settings, key: str, content: str,
     except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
         return {"order": job.order, "status": "error", "error": one_line(e), "files": {}, "meta": {}}
     meta.update({"schema": OUTPUT_SCHEMA, "input": job.input, "kind": job.kind, "key": key,
-                 "content_sha256": content, "model": analyzer.name, "model_sha256": settings.model_sha256,
+                 "content_sha256": content, "model": analyzer.name, "model_fingerprint": settings.model_fingerprint,
                  "settings": settings.result_key(), "outputs": sorted(files),
                  "seconds": round(time.perf_counter() - t0, 3)})
     return {"order": job.order, "status": "done", "error": None, "files": files, "meta": meta}
