@@ -68,6 +68,18 @@ def parse_args(argv=None, default_backbone: str = "vggbn") -> argparse.Namespace
     return p.parse_args(argv)
 
 
+def teacher_key(name: str, cnn) -> str:
+    """What the teacher's answers depend on: its CNN files' sha256, member weights and TTA policy (so that a
+    descriptor edit that changes none of them keeps the cached targets); else the manifest's sha256."""
+    from fer_hybrid import artifacts
+    from fer_hybrid.evaluate import file_sha256
+
+    if getattr(cnn, "files", None):
+        return json.dumps({"cnn_sha256": [file_sha256(f) for f in cnn.files],
+                           "weights": [round(float(w), 6) for w in cnn.weights], "tta": cnn.tta}, sort_keys=True)
+    return artifacts.read_manifest().get("models", {}).get(name, {}).get("sha256", name)
+
+
 def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
     args = parse_args(argv, default_backbone)
     from fer_hybrid import artifacts, reports
@@ -108,10 +120,9 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
         from fer_hybrid.predictors import load_predictor
 
         teacher = load_predictor(args.teacher)
-        teacher_fn = getattr(teacher, "cnn", teacher).predict_proba  # a hybrid's CNN ensemble; else the model
-        entry = artifacts.read_manifest().get("models", {}).get(args.teacher, {})
-        proba, teacher_info = cached_teacher_proba(teacher_fn, data.train.x, entry.get("sha256", args.teacher),
-                                                   cache_dir())
+        teacher_cnn = getattr(teacher, "cnn", teacher)  # a hybrid's CNN ensemble; else the model itself
+        proba, teacher_info = cached_teacher_proba(teacher_cnn.predict_proba, data.train.x,
+                                                   teacher_key(args.teacher, teacher_cnn), cache_dir())
         teacher_info.update(name=args.teacher, temperature=args.kd_temperature, alpha=args.kd_alpha,
                             tta=getattr(getattr(teacher, "cnn", teacher), "tta", None),
                             train_accuracy=float((proba.argmax(1) == data.train.y).mean()))
