@@ -110,3 +110,28 @@ def test_classification_is_the_analyzers(faces, models_dir):
     np.testing.assert_allclose(by_analyzer.proba, r["proba"]["margin:0.1"][j], atol=1e-6)
     with pytest.raises(ValueError, match="crop variant"):
         F.variant_predictor(an.predictor, "margin:wide")
+
+
+def test_detector_helpers_known_answers():
+    from fer_hybrid.evaluation.detectors import Detector, centre_hits, matches_face
+
+    boxes = np.array([[0, 0, 10, 10], [20, 20, 30, 30], [50, 50, 60, 60]])
+    assert centre_hits(boxes, np.array([[5.0, 5.0], [25.0, 25.0], [90.0, 90.0]])) == (2, 1)
+    assert matches_face(boxes, np.array([45.0, 45.0, 65.0, 65.0]))           # centre inside, width 0.55x
+    assert not matches_face(boxes[:1], np.array([45.0, 45.0, 65.0, 65.0]))
+    assert not matches_face(np.array([[50, 50, 52, 52]]), np.array([45.0, 45.0, 65.0, 65.0]))  # far too small
+    assert Detector("hog", 320, 1, -0.3).name == "hog width 320 upsample 1 threshold -0.3"
+    with pytest.raises(ValueError, match="unknown detector kind"):
+        Detector("haar")(np.zeros((50, 50), np.uint8))
+
+
+def test_hog_detector_is_the_analyzers_and_scales_boxes_back():
+    from fer_hybrid.evaluation.detectors import Detector
+    from fer_hybrid.landmarks.detect import detect_faces
+
+    from test_realtime import FACE
+
+    img = cv2.imread(str(FACE))
+    np.testing.assert_array_equal(Detector("hog", None, 1)(img), detect_faces(img, 1))
+    small = Detector("hog", img.shape[1] // 2, 1)(img)
+    assert len(small) == 1 and np.abs(small - detect_faces(img, 1)).max() < 0.15 * img.shape[1]
