@@ -2,8 +2,8 @@
 
 Pieces (fusion math lives in :mod:`fer_hybrid.fusion`):
 
-- :class:`CNNEnsemblePredictor`: one or more ``.keras`` CNNs averaged, optionally over the mirrored face
-  (flip TTA). ``predict(faces) -> (proba (n, k), embedding (n, d))``; the embedding is each member's
+- :class:`CNNEnsemblePredictor`: one or more ``.keras`` CNNs averaged, optionally over the views of a
+  test-time augmentation policy (``tta``). ``predict(faces) -> (proba (n, k), embedding (n, d))``; the embedding is each member's
   penultimate activation (:func:`embedding_layer_name`: the layer named ``head_relu`` for ``vggbn``, else
   the layer feeding ``predictions``, else the one before the last layer), concatenated over members.
 - :class:`HybridPredictor`: the registry predictor. ``predict_proba(faces) -> float32 (n, 5)``; rows
@@ -12,7 +12,9 @@ Pieces (fusion math lives in :mod:`fer_hybrid.fusion`):
   frame API and expose the points (``last_landmarks``, frame pixels) for the realtime overlay.
 
 Saved as a JSON descriptor (``models/hybrid/hybrid.json``) naming the CNN file(s) and the landmark model
-*relative to the models folder*, the fusion parameters and, for a learned head, a joblib file beside it:
+*relative to the models folder* with their sha256, the fusion parameters and, for a learned head, a
+``.skops`` file beside it (:mod:`fer_hybrid.safe_io`: no pickle). :func:`validate_hybrid_descriptor` and
+:func:`validate_ensemble_descriptor` check a descriptor's fields before anything is loaded:
 
 >>> p = load_predictor("hybrid")                    # or load_hybrid_predictor(Path("models/hybrid/hybrid.json"))
 >>> p.predict_proba(faces), p.last_fallback
@@ -29,9 +31,12 @@ import numpy as np
 
 from . import _atomic
 from . import fusion as fz
-from .evaluate import file_sha256
+from .artifacts import check_relative_file, check_sha
+from .crops import to_gray_faces
+from .errors import ArtifactError
+from .keras_io import load_keras_model
 from .labels import STUDY_EMOTIONS
-from .predictors import ArtifactError, load_keras_model, to_gray_faces
+from .safe_io import SKOPS_SUFFIX, file_sha256, load_sklearn, refuse_pickle, save_sklearn
 
 FORMAT = "fer_hybrid.hybrid"
 ENSEMBLE_FORMAT = "fer_hybrid.cnn_ensemble"
@@ -84,17 +89,16 @@ class CNNEnsemblePredictor:
 
     ``models``: Keras models; ``files``: their paths (recorded on save); ``tta``: a test-time augmentation
     policy of :mod:`fer_hybrid.cnn.tta` (``"none"``, ``"flip"``, ``"flip-scale"``, ...): probabilities and
-    embeddings are averaged over its views; ``flip_tta=True`` is short for ``tta="flip"``;
-    ``embedding_layer``: preferred embedding layer name; ``weights``: (m,) non-negative member weights
+    embeddings are averaged over its views; ``embedding_layer``: preferred embedding layer name; ``weights``: (m,) non-negative member weights
     (default equal; normalised to sum 1).
     """
 
     input_kind = "crops"
 
-    def __init__(self, models: Sequence, name: str = "cnn-ensemble", flip_tta: bool = False,
+    def __init__(self, models: Sequence, name: str = "cnn-ensemble", tta: str = "none",
                  files: Sequence[str | Path] | None = None, embedding_layer: str = EMBEDDING_LAYER,
                  classes: Sequence[str] = STUDY_EMOTIONS, batch_size: int = 256,
-                 weights: Sequence[float] | None = None, tta: str | None = None):
+                 weights: Sequence[float] | None = None):
         from .cnn.tta import tta_policy
 
         if not models:
@@ -106,7 +110,7 @@ class CNNEnsemblePredictor:
         self.members = [_Member(m, embedding_layer if embedding_layer in [l.name for l in m.layers] else None)
                         for m in models]
         self.name = name
-        self.tta = tta if tta is not None else ("flip" if flip_tta else "none")
+        self.tta = tta
         self.views = tta_policy(self.tta)   # ValueError listing the policies for an unknown name
         self.files = [Path(f) for f in files] if files is not None else None
         self.classes = tuple(classes)
@@ -145,10 +149,6 @@ class CNNEnsemblePredictor:
             embs.append(np.concatenate(e_parts, axis=1))
         return np.concatenate(probas), np.concatenate(embs)
 
-    @property
-    def flip_tta(self) -> bool:
-        return self.tta == "flip"
-
     def predict_proba(self, faces) -> np.ndarray:
         return self.predict(faces)[0].astype(np.float32)
 
@@ -162,7 +162,7 @@ class CNNEnsemblePredictor:
         if self.files is None:
             raise ValueError("this CNN ensemble was built from in-memory models; build it with from_files to save it")
         return {"files": [_relative(f, models_root) for f in self.files],
-                "sha256": [file_sha256(f) for f in self.files], "tta": self.tta, "flip_tta": self.flip_tta,
+                "sha256": [file_sha256(f) for f in self.files], "tta": self.tta,
                 "weights": [float(w) for w in self.weights],
                 "embedding_layers": [m.layer for m in self.members]}
 
@@ -180,30 +180,135 @@ def _resolve(rel: str, root: Path) -> Path:
     return p if p.is_absolute() else root / p
 
 
-def _read_descriptor(path: Path, fmt: str) -> dict:
-    desc = _atomic.read_json(path, ArtifactError, "descriptor")
-    if not isinstance(desc, dict) or desc.get("format") != fmt or desc.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{path}: not a {fmt} v{FORMAT_VERSION} descriptor")
+def _bad(path, field: str, expected: str, value) -> ArtifactError:
+    return ArtifactError(f"{path}: field {field!r} must be {expected}, got {type(value).__name__} {value!r:.60}")
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+
+def _check_header(desc, path, fmt: str) -> None:
+    if not isinstance(desc, dict):
+        raise _bad(path, "(top level)", "a JSON object", desc)
+    if desc.get("format") != fmt or desc.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{path}: not a {fmt} v{FORMAT_VERSION} descriptor (fields 'format', 'format_version')")
+    classes = desc.get("classes")
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise _bad(path, "classes", "a non-empty list of class names", classes)
+    if "models_root" in desc and not isinstance(desc["models_root"], str):
+        raise _bad(path, "models_root", "a relative folder path", desc["models_root"])
+
+
+def _check_cnn_section(cnn, path) -> None:
+    """The "cnn" section: files (non-empty list of paths), sha256 (one per file), tta (a policy name), weights
+    (one finite number >= 0 per file, sum > 0; optional), embedding_layers (one name per file; optional)."""
+    if not isinstance(cnn, dict):
+        raise _bad(path, "cnn", "an object", cnn)
+    files = cnn.get("files")
+    if not isinstance(files, list) or not files or not all(isinstance(f, str) and f for f in files):
+        raise _bad(path, "cnn.files", "a non-empty list of file names", files)
+    for f in files:
+        if Path(f).suffix != ".keras":
+            raise _bad(path, "cnn.files", "a list of .keras files", f)
+    shas = cnn.get("sha256")
+    if not isinstance(shas, list) or len(shas) != len(files):
+        raise _bad(path, "cnn.sha256", f"a list of {len(files)} sha256 (one per file)", shas)
+    for i, sha in enumerate(shas):
+        check_sha(path, f"cnn.sha256[{i}]", sha)
+    if not isinstance(cnn.get("tta"), str):
+        raise _bad(path, "cnn.tta", "a TTA policy name (\"none\", \"flip\", ...)", cnn.get("tta"))
+    if "flip_tta" in cnn:
+        raise ArtifactError(f"{path}: field 'cnn.flip_tta' is no longer read (use 'cnn.tta'); re-save the descriptor")
+    weights = cnn.get("weights")
+    if weights is not None:
+        if (not isinstance(weights, list) or len(weights) != len(files)
+                or not all(_is_number(w) and w >= 0 for w in weights)):
+            raise _bad(path, "cnn.weights", f"a list of {len(files)} finite numbers >= 0", weights)
+        if sum(weights) <= 0:
+            raise ArtifactError(f"{path}: field 'cnn.weights' sums to {sum(weights)}; it must sum to > 0")
+    layers = cnn.get("embedding_layers")
+    if layers is not None and (not isinstance(layers, list) or len(layers) != len(files)
+                               or not all(isinstance(x, str) for x in layers)):
+        raise _bad(path, "cnn.embedding_layers", f"a list of {len(files)} layer names", layers)
+
+
+def validate_ensemble_descriptor(desc, path) -> dict:
+    """``desc`` (a parsed CNN-ensemble descriptor at ``path``) if well formed, else ArtifactError naming the
+    file and the field."""
+    _check_header(desc, path, ENSEMBLE_FORMAT)
+    _check_cnn_section(desc.get("cnn"), path)
     return desc
+
+
+def validate_hybrid_descriptor(desc, path) -> dict:
+    """``desc`` (a parsed ``hybrid.json`` at ``path``) if well formed, else ArtifactError naming the file and
+    the field: header, "cnn" section, "landmarks" {file, sha256}, "fusion" {method, its parameters, and for a
+    learned head a ``.skops`` file with its sha256}, "crop_margin" in [0, 2]."""
+    _check_header(desc, path, FORMAT)
+    _check_cnn_section(desc.get("cnn"), path)
+    lm = desc.get("landmarks")
+    if not isinstance(lm, dict):
+        raise _bad(path, "landmarks", "an object {file, sha256}", lm)
+    if not isinstance(lm.get("file"), str) or not lm["file"]:
+        raise _bad(path, "landmarks.file", "a file name", lm.get("file"))
+    check_sha(path, "landmarks.sha256", lm.get("sha256"))
+    fusion = desc.get("fusion")
+    if not isinstance(fusion, dict):
+        raise _bad(path, "fusion", "an object", fusion)
+    if fusion.get("method") not in fz.METHODS:
+        raise _bad(path, "fusion.method", f"one of {', '.join(fz.METHODS)}", fusion.get("method"))
+    if fusion["method"] == "late":
+        w = fusion.get("weight_cnn")
+        if not _is_number(w) or not 0 <= w <= 1:
+            raise _bad(path, "fusion.weight_cnn", "a number in [0, 1]", w)
+    else:
+        check_relative_file(path, "fusion.file", fusion.get("file"))
+        check_sha(path, "fusion.sha256", fusion.get("sha256"))
+    if fusion["method"] == "stacking" and (not _is_number(fusion.get("C")) or fusion["C"] <= 0):
+        raise _bad(path, "fusion.C", "a number > 0", fusion.get("C"))
+    if fusion["method"] == "feature":
+        if fusion.get("head") not in ("logreg", "hgb"):
+            raise _bad(path, "fusion.head", "logreg or hgb", fusion.get("head"))
+        if not isinstance(fusion.get("params"), dict):
+            raise _bad(path, "fusion.params", "an object", fusion.get("params"))
+        for key in ("n_features", "n_classes"):
+            v = fusion.get(key)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise _bad(path, f"fusion.{key}", "a positive integer", v)
+    margin = desc.get("crop_margin", 0.1)
+    if not _is_number(margin) or not 0 <= margin <= 2:
+        raise _bad(path, "crop_margin", "a number in [0, 2]", margin)
+    return desc
+
+
+def _read_descriptor(path: Path, validate) -> dict:
+    return validate(_atomic.read_json(path, ArtifactError, "descriptor"), path)
 
 
 def _models_root(path: Path, desc: dict) -> Path:
     return (Path(path).parent / desc.get("models_root", "..")).resolve()
 
 
+def _checked(f: Path, sha: str, path: Path, what: str, verify: bool, hint: str) -> Path:
+    """``f`` after the checks: not a pickle, present, and (``verify``) its sha256 is the descriptor's."""
+    refuse_pickle(f, path)
+    if not f.exists():
+        raise ArtifactError(f"{path}: {what} {f} is missing; {hint}")
+    if verify and file_sha256(f) != sha:
+        raise ArtifactError(f"{path}: {what} {f.name} does not match its sha256 in {path.name} (retrained, replaced "
+                            f"or damaged); {hint}")
+    return f
+
+
 def _load_cnns(desc_cnn: dict, root: Path, path: Path, name: str, verify: bool = True) -> CNNEnsemblePredictor:
-    files = [_resolve(f, root) for f in desc_cnn["files"]]
-    for f, sha in zip(files, desc_cnn.get("sha256") or [None] * len(files)):
-        if not f.exists():
-            raise ArtifactError(f"{path}: CNN file {f} is missing")
-        if verify and sha and file_sha256(f) != sha:
-            raise ArtifactError(f"{path}: CNN file {f.name} does not match its recorded sha256 (retrained or damaged); "
-                                "re-run the command that made this descriptor")
+    hint = "re-run the command that made this descriptor"
+    files = [_checked(_resolve(f, root), sha, path, "CNN file", verify, hint)
+             for f, sha in zip(desc_cnn["files"], desc_cnn["sha256"])]
     layers = desc_cnn.get("embedding_layers") or [EMBEDDING_LAYER] * len(files)
     models = [load_keras_model(f) for f in files]
-    try:  # descriptors older than "tta" record only flip_tta
-        cnn = CNNEnsemblePredictor(models, name=name, tta=desc_cnn.get("tta"), flip_tta=bool(desc_cnn.get("flip_tta")),
-                                   files=files, weights=desc_cnn.get("weights"))
+    try:
+        cnn = CNNEnsemblePredictor(models, name=name, tta=desc_cnn["tta"], files=files, weights=desc_cnn.get("weights"))
     except ValueError as e:
         raise ArtifactError(f"{path}: {e}") from None
     for m, layer in zip(cnn.members, layers):
@@ -228,7 +333,7 @@ def save_cnn_ensemble(cnn: CNNEnsemblePredictor, path: str | Path, models_root: 
 def load_cnn_ensemble_predictor(path: Path, name: str = "cnn-ensemble") -> CNNEnsemblePredictor:
     """Loader (registry signature) for a descriptor written by :func:`save_cnn_ensemble`."""
     path = Path(path)
-    desc = _read_descriptor(path, ENSEMBLE_FORMAT)
+    desc = _read_descriptor(path, validate_ensemble_descriptor)
     return _load_cnns(desc["cnn"], _models_root(path, desc), path, name)
 
 
@@ -346,31 +451,28 @@ class HybridPredictor:
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, path: str | Path, models_root: str | Path | None = None, extra: dict | None = None) -> Path:
-        """Write the descriptor ``path`` (+ ``<stem>-fusion.joblib`` for a learned head) atomically; a head
+        """Write the descriptor ``path`` (+ ``<stem>-fusion.skops`` for a learned head) atomically; a head
         left there by an earlier save is removed when this fusion has none (late fusion).
 
         CNN file(s) and ``landmark_model`` are recorded relative to ``models_root`` (default: the parent of
         the descriptor's folder, i.e. ``models/`` for ``models/hybrid/hybrid.json``)."""
-        import joblib
-
         path = Path(path)
         root = Path(models_root) if models_root is not None else path.parent.parent
         if self.landmark_model is None:
             raise ValueError("set landmark_model (the landmark ensemble.json path) before saving")
         fusion = self.fuser.get_config()
         model = getattr(self.fuser, "model_", None)
-        head = path.with_name(f"{path.stem}-fusion.joblib")
+        head = path.with_name(f"{path.stem}-fusion{SKOPS_SUFFIX}")
         if model is not None:
-            with _atomic.atomic_path(head) as tmp:
-                joblib.dump(model, tmp, compress=3)
+            save_sklearn(model, head)
             fusion.update(file=head.name, sha256=file_sha256(head))
         lm_path = Path(self.landmark_model)
         desc = {"format": FORMAT, "format_version": FORMAT_VERSION, "classes": list(self.classes),
                 "models_root": os.path.relpath(root.resolve(), path.parent.resolve()),
                 "cnn": self.cnn.config(root, path.parent),
-                "landmarks": {"file": _relative(lm_path, root),
-                              "sha256": file_sha256(lm_path) if lm_path.exists() else None},
+                "landmarks": {"file": _relative(lm_path, root), "sha256": file_sha256(lm_path)},
                 "fusion": fusion, "crop_margin": self.crop_margin, **(extra or {})}
+        validate_hybrid_descriptor(desc, path)
         _atomic.write_text(path, json.dumps(desc, indent=2) + "\n")
         if model is None:
             head.unlink(missing_ok=True)  # only after the new descriptor (which does not name it) is in place
@@ -378,39 +480,26 @@ class HybridPredictor:
 
 
 def load_hybrid_predictor(path: Path, name: str = "hybrid", verify: bool = True) -> HybridPredictor:
-    """Registry loader for ``hybrid.json``; ArtifactError naming the problem (missing CNN/landmark file,
-    sha256 mismatch, damaged head)."""
-    import joblib
-
+    """Registry loader for ``hybrid.json``; ArtifactError naming the problem (malformed descriptor, missing
+    CNN/landmark file, sha256 mismatch, a fusion head that is not a trusted ``.skops`` file)."""
     from .landmarks.predictor import load_landmark_predictor
 
     path = Path(path)
-    desc = _read_descriptor(path, FORMAT)
+    desc = _read_descriptor(path, validate_hybrid_descriptor)
     root = _models_root(path, desc)
-    lm_path = _resolve(desc["landmarks"]["file"], root)
-    if not lm_path.exists():
-        raise ArtifactError(f"{path}: landmark model {lm_path} is missing; train it with `python experiments/landmarks.py`")
-    sha = desc["landmarks"].get("sha256")
-    if verify and sha and file_sha256(lm_path) != sha:
-        raise ArtifactError(f"{path}: landmark model {lm_path.name} changed since the hybrid was fitted; "
-                            "re-run `python experiments/hybrid.py`")
-    landmarks = load_landmark_predictor(lm_path, "landmarks")
-    cnn = _load_cnns(desc["cnn"], root, path, name)
+    lm_path = _checked(_resolve(desc["landmarks"]["file"], root), desc["landmarks"]["sha256"], path,
+                       "landmark model", verify, "re-run `python experiments/hybrid.py` (after experiments/landmarks.py)")
     fusion = desc["fusion"]
-    model = None
-    if fusion.get("file"):
-        f = path.parent / fusion["file"]
-        if not f.exists():
-            raise ArtifactError(f"{path}: fusion head {f.name} is missing")
-        if verify and fusion.get("sha256") and file_sha256(f) != fusion["sha256"]:
-            raise ArtifactError(f"{path}: fusion head {f.name} does not match its sha256 (damaged or replaced)")
-        try:
-            model = joblib.load(f)
-        except Exception as e:  # joblib/pickle raise many types for damaged files
-            raise ArtifactError(f"{path}: cannot load fusion head {f.name}: {type(e).__name__}: {e}") from None
+    head = None
+    if fusion.get("file"):  # checked and opened before any model is loaded
+        f = _checked(path.parent / fusion["file"], fusion["sha256"], path, "fusion head", verify,
+                     "re-run `python experiments/hybrid.py`")
+        head = load_sklearn(f, path)
+    landmarks = load_landmark_predictor(lm_path, "landmarks")
+    cnn = _load_cnns(desc["cnn"], root, path, name, verify)
     try:
-        fuser = fz.from_config(fusion, model)
-    except (KeyError, ValueError) as e:
+        fuser = fz.from_config(fusion, head)
+    except (KeyError, ValueError, TypeError) as e:
         raise ArtifactError(f"{path}: bad fusion section ({e})") from None
     return HybridPredictor(cnn, landmarks, fuser, name=name, crop_margin=float(desc.get("crop_margin", 0.1)),
                            landmark_model=lm_path)

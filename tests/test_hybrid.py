@@ -163,7 +163,7 @@ def test_cnn_ensemble_average_flip_and_round_trip(tiny_keras, sample_data, tmp_p
     assert e2.shape == (len(x), 16)
     # on left-right symmetric faces flip TTA changes nothing
     sym = np.ascontiguousarray(np.concatenate([x[:2, :, :24], x[:2, :, :24][:, :, ::-1]], axis=2))
-    flip = CNNEnsemblePredictor([tiny_keras], flip_tta=True)
+    flip = CNNEnsemblePredictor([tiny_keras], tta="flip")
     np.testing.assert_allclose(flip.predict(sym)[0], one.predict(sym)[0], atol=1e-6)
     pf = flip.predict_proba(x)
     np.testing.assert_allclose(pf, (p1 + one.predict(x[:, :, ::-1])[0]) / 2, atol=1e-6)
@@ -171,7 +171,7 @@ def test_cnn_ensemble_average_flip_and_round_trip(tiny_keras, sample_data, tmp_p
     root = tmp_path / "models"
     root.mkdir()
     shutil.copy(TINY_CNN, root / "tiny.keras")
-    ens = CNNEnsemblePredictor.from_files([root / "tiny.keras"], flip_tta=True)
+    ens = CNNEnsemblePredictor.from_files([root / "tiny.keras"], tta="flip")
     desc = save_cnn_ensemble(ens, root / "cnn_ensemble" / "ensemble.json")
     assert json.loads(desc.read_text())["cnn"]["files"] == ["tiny.keras"]
     np.testing.assert_array_equal(load_cnn_ensemble_predictor(desc).predict_proba(x), ens.predict_proba(x))
@@ -183,7 +183,7 @@ def test_cnn_ensemble_multi_view_tta_matches_predict_tta_and_round_trips(tiny_ke
 
     x = sample_data.test.x[:8]
     ens = CNNEnsemblePredictor([tiny_keras], tta="flip-scale")
-    assert len(ens.views) == 6 and not ens.flip_tta
+    assert len(ens.views) == 6 and ens.tta == "flip-scale"
     expected = predict_tta(keras_predict_fn(tiny_keras), x[..., None].astype(np.float32), "flip-scale")
     np.testing.assert_allclose(ens.predict_proba(x), expected, atol=1e-5)
     assert not np.allclose(ens.predict_proba(x), CNNEnsemblePredictor([tiny_keras], tta="flip").predict_proba(x))
@@ -340,7 +340,7 @@ def test_saving_late_fusion_over_a_learned_head_removes_the_stale_head(models_ro
     cnn = CNNEnsemblePredictor.from_files([models_root / "vggbn.keras"])
     val = _parts(cnn, lm, sample_data)["val"]
     path = tmp_path / "hybrid" / "hybrid.json"
-    head = path.with_name("hybrid-fusion.joblib")
+    head = path.with_name("hybrid-fusion.skops")
     stacking = fz.StackingFusion(cv=3).fit(val, sample_data.val.y)
     HybridPredictor(cnn, lm, stacking, landmark_model=lm_json).save(path, models_root=models_root)
     assert head.exists() and json.loads(path.read_text())["fusion"]["file"] == head.name

@@ -62,7 +62,7 @@ def test_save_load_round_trip_identical(tmp_path):
     ens.weights = {"xgboost": 0.4, "hgb": 0.3, "logreg": 0.2, "mlp": 0.1}
     path = ens.save(tmp_path / "lm")
     desc = json.loads(path.read_text())
-    assert {m["file"] for m in desc["members"]} == {"xgboost.ubj", "hgb.joblib", "logreg.joblib", "mlp.joblib"}
+    assert {m["file"] for m in desc["members"]} == {"xgboost.ubj", "hgb.skops", "logreg.skops", "mlp.skops"}
     back = LandmarkEnsemble.load(path, n_jobs=1)  # same thread count -> bit-identical float sums
     assert back.weights == ens.weights
     np.testing.assert_array_equal(back.predict_proba(X), ens.predict_proba(X))
@@ -107,11 +107,22 @@ def test_unknown_kind_and_bad_weights_raise():
 
 
 @pytest.mark.parametrize("damage, message", [
-    (lambda d: d.pop("members"), 'no "members" list'),
-    (lambda d: d.update(members=[]), 'no "members" list'),
-    (lambda d: d["members"][0].pop("file"), "member entry 0 lacks file"),
+    (lambda d: d.pop("members"), "field 'members' must be a non-empty list"),
+    (lambda d: d.update(members=[]), "field 'members' must be a non-empty list"),
+    (lambda d: d["members"][0].pop("file"), r"member entry 0 \(field 'members\[0\]'\) lacks file"),
+    (lambda d: d["members"][0].pop("sha256"), r"member entry 0 \(field 'members\[0\]'\) lacks sha256"),
     (lambda d: d["members"][0].update(kind="svm"), "unknown kind 'svm'"),
-    (lambda d: d.pop("features"), 'no valid "features" section'),
+    (lambda d: d["members"][0].update(weight=0), r"weights \(field 'members\[\*\].weight'\) sum to <= 0"),
+    (lambda d: d["members"][0].update(weight=-1), r"field 'members\[0\].weight' must be a finite number >= 0"),
+    (lambda d: d["members"][0].update(weight="0.5"), r"field 'members\[0\].weight' must be a finite number >= 0, got str"),
+    (lambda d: d["members"][0].update(file="/etc/passwd"), r"field 'members\[0\].file' must be a file name inside"),
+    (lambda d: d["members"][0].update(file="../x.skops"), r"field 'members\[0\].file' must be a file name inside"),
+    (lambda d: d["members"][0].update(sha256="abc"), r"field 'members\[0\].sha256' must be a sha256"),
+    (lambda d: d.pop("features"), "field 'features' must be an object"),
+    (lambda d: d["features"].update(n_features="678"), "field 'features.n_features' must be a positive integer"),
+    (lambda d: d.update(classes="angry"), "field 'classes' must be a non-empty list"),
+    (lambda d: d.update(tta_mirror="yes"), "field 'tta_mirror' must be true or false"),
+    (lambda d: d.update(format_version=2), "not a fer_hybrid.landmark_ensemble v1 descriptor"),
 ])
 def test_load_rejects_incomplete_descriptors_with_typed_error(tmp_path, damage, message):
     X, y = _synthetic()
@@ -128,4 +139,16 @@ def test_load_reports_unreadable_json_as_typed_error(tmp_path):
     path = tmp_path / "ensemble.json"
     path.write_text("{not json")
     with pytest.raises(EnsembleFileError, match="not readable JSON"):
+        LandmarkEnsemble.load(path)
+
+
+def test_sklearn_members_are_skops_and_a_pickle_member_is_never_opened(tmp_path):
+    """Members are .skops files; a descriptor naming a .joblib member is refused before the file is read."""
+    X, y = _synthetic()
+    path = _tiny_ensemble(("logreg",)).fit(X, y).save(tmp_path / "lm")
+    assert (tmp_path / "lm" / "logreg.skops").exists() and not list((tmp_path / "lm").glob("*.joblib"))
+    desc = json.loads(path.read_text())
+    desc["members"][0]["file"] = "logreg.joblib"   # does not even exist: refused by name first
+    path.write_text(json.dumps(desc))
+    with pytest.raises(EnsembleFileError, match="logreg.joblib is a pickle file, which can run code"):
         LandmarkEnsemble.load(path)

@@ -292,7 +292,7 @@ def _fit_head(model, cfg, train_ds, val_ds, steps, class_weight, verbose, soft_t
 
 
 def load_best(ckpt_dir: str | os.PathLike):
-    from ..predictors import load_keras_model
+    from ..keras_io import load_keras_model
 
     return load_keras_model(Path(ckpt_dir) / "best.keras")
 

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..labels import STUDY_EMOTIONS
-from ..predictors import compiled_predict_fn as keras_predict_fn  # noqa: F401 (re-exported: the TTA predict_fn)
+from ..keras_io import compiled_predict_fn as keras_predict_fn  # noqa: F401 (re-exported: the TTA predict_fn)
 
 _CV_MAX_CHANNELS = 512  # cv2.warpAffine handles at most CV_CN_MAX channels per call
 
@@ -207,7 +207,7 @@ class TTAPredictor:
         self._fn = keras_predict_fn(model)
 
     def predict_proba(self, faces) -> np.ndarray:
-        from ..predictors import to_gray_faces
+        from ..crops import to_gray_faces
 
         x = to_gray_faces(faces, self.input_hw)
         return predict_tta(self._fn, x, self.views, self.batch_size)

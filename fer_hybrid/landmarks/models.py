@@ -12,7 +12,9 @@ data by :func:`best_weights`), optionally also over the mirrored face (``tta_mir
 features are not finite (no landmarks) get NaN probabilities.
 
 Saved as a folder: ``ensemble.json`` (descriptor: classes, feature settings, members, weights,
-files with sha256), XGBoost members in its native ``.ubj`` format, sklearn members as joblib files.
+files with sha256), XGBoost members in its native ``.ubj`` format, sklearn members as ``.skops`` files
+(:mod:`fer_hybrid.safe_io`: no pickle; loading refuses any type outside an explicit list, and never opens a
+``.joblib``/``.pkl`` member). Every member file is checked against the descriptor's sha256 before it is read.
 
 >>> ens = LandmarkEnsemble({"xgboost": make_member("xgboost", {...}), ...}, weights={...}).fit(F, y)
 >>> ens.save("models/landmarks")          # -> models/landmarks/ensemble.json
@@ -30,8 +32,10 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .. import _atomic
-from ..evaluate import file_sha256
+from ..artifacts import check_relative_file, check_sha
+from ..errors import ArtifactError
 from ..labels import STUDY_EMOTIONS
+from ..safe_io import SKOPS_SUFFIX, file_sha256, load_sklearn, refuse_pickle, save_sklearn
 from .features import LandmarkFeatures, mirror_points
 
 KINDS = ("xgboost", "hgb", "logreg", "mlp")
@@ -40,8 +44,8 @@ FORMAT_VERSION = 1
 SMALL_BATCH = 64  # below this many rows, prediction runs on one thread
 
 
-class EnsembleFileError(ValueError):
-    """An ensemble descriptor or member file is missing, damaged, or of an unknown format."""
+class EnsembleFileError(ArtifactError):
+    """An ensemble descriptor or member file is missing, damaged, malformed, or of a refused format."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -260,8 +264,6 @@ class LandmarkEnsemble:
     # -- persistence ------------------------------------------------------------------------
     def save(self, folder: str | Path, extra: Mapping | None = None) -> Path:
         """Write members + ``ensemble.json`` into ``folder`` (atomically per file); returns the JSON path."""
-        import joblib
-
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         entries = []
@@ -272,9 +274,7 @@ class LandmarkEnsemble:
                 with _atomic.atomic_path(path) as tmp:
                     model.save_model(tmp)
             else:
-                path = folder / f"{name}.joblib"
-                with _atomic.atomic_path(path) as tmp:
-                    joblib.dump(model, tmp, compress=3)
+                path = save_sklearn(model, folder / f"{name}{SKOPS_SUFFIX}")
             entries.append({"name": name, "kind": kind, "file": path.name, "sha256": file_sha256(path),
                             "weight": float(self.weights.get(name, 0.0))})
         desc = {
@@ -295,29 +295,35 @@ class LandmarkEnsemble:
     @classmethod
     def load(cls, path: str | Path, n_jobs: int = 2, verify: bool = True) -> "LandmarkEnsemble":
         """Read ``ensemble.json`` and its member files; EnsembleFileError on any problem."""
-        import joblib
         from xgboost import XGBClassifier
 
         path = Path(path)
-        desc = _atomic.read_json(path, EnsembleFileError, "ensemble descriptor")
-        if not isinstance(desc, dict) or desc.get("format") != FORMAT or desc.get("format_version") != FORMAT_VERSION:
-            raise EnsembleFileError(f"{path}: not a {FORMAT} v{FORMAT_VERSION} descriptor")
-        _check_descriptor(desc, path)
+        desc = validate_descriptor(_atomic.read_json(path, EnsembleFileError, "ensemble descriptor"), path)
         members, weights = {}, {}
         for m in desc["members"]:
             f = path.parent / m["file"]
+            try:
+                refuse_pickle(f, path)  # by name, before anything is opened
+            except ArtifactError as e:
+                raise EnsembleFileError(str(e)) from None
             if not f.exists():
                 raise EnsembleFileError(f"{path}: member file {f.name} is missing")
-            if verify and m.get("sha256") and file_sha256(f) != m["sha256"]:
-                raise EnsembleFileError(f"{path}: member file {f.name} does not match its sha256 (damaged or replaced)")
-            try:
-                if m["kind"] == "xgboost":
+            if verify and file_sha256(f) != m["sha256"]:
+                raise EnsembleFileError(f"{path}: member file {f.name} does not match its sha256 in {path.name} "
+                                        "(damaged or replaced)")
+            if m["kind"] == "xgboost":
+                if f.suffix not in (".ubj", ".json"):
+                    raise EnsembleFileError(f"{path}: xgboost member {f.name} must be an XGBoost .ubj or .json file")
+                try:
                     model = XGBClassifier(n_jobs=n_jobs)
                     model.load_model(f)
-                else:
-                    model = joblib.load(f)
-            except Exception as e:  # xgboost/joblib raise many types for damaged files
-                raise EnsembleFileError(f"{path}: cannot load member {f.name}: {type(e).__name__}: {e}") from None
+                except Exception as e:  # xgboost raises many types for damaged files
+                    raise EnsembleFileError(f"{path}: cannot load member {f.name}: {type(e).__name__}: {e}") from None
+            else:
+                try:
+                    model = load_sklearn(f, path)
+                except ArtifactError as e:
+                    raise EnsembleFileError(str(e)) from None
             members[m["name"]] = model
             weights[m["name"]] = float(m["weight"])
         try:
@@ -327,31 +333,66 @@ class LandmarkEnsemble:
         if len(features.feature_names_) != desc["features"]["n_features"]:
             raise EnsembleFileError(f"{path}: expects {desc['features']['n_features']} features but this version of "
                                     f"LandmarkFeatures makes {len(features.feature_names_)}")
-        # descriptors written before the method was saved at the top level keep it in "training" (or predate it)
-        method = desc.get("landmark_method") or (desc.get("training") or {}).get("landmark_method") or "fixed"
+        method = desc.get("landmark_method", "fixed")
         return cls(members, weights, features, tuple(desc["classes"]), bool(desc.get("tta_mirror")), n_jobs, method)
 
 
-_MEMBER_KEYS = ("name", "kind", "file", "weight")
+_MEMBER_KEYS = ("name", "kind", "file", "sha256", "weight")
 
 
-def _check_descriptor(desc: dict, path: Path) -> None:
-    """EnsembleFileError unless ``desc`` has a non-empty "members" list of complete entries and a
-    "features" section with params and n_features."""
+def validate_descriptor(desc, path) -> dict:
+    """``desc`` (a parsed ``ensemble.json`` at ``path``) if well formed; EnsembleFileError naming the file and
+    the field otherwise: format and version, a non-empty "members" list of complete entries (name, a known
+    kind, a relative file name, sha256, a finite weight >= 0; unique names), weights summing to > 0, a
+    "features" section with params and n_features, a "classes" list of names."""
+    def bad(field, expected, value):
+        return EnsembleFileError(f"{path}: field {field!r} must be {expected}, got {type(value).__name__} {value!r:.60}")
+
+    if not isinstance(desc, dict) or desc.get("format") != FORMAT or desc.get("format_version") != FORMAT_VERSION:
+        raise EnsembleFileError(f"{path}: not a {FORMAT} v{FORMAT_VERSION} descriptor (fields 'format', 'format_version')")
     members = desc.get("members")
     if not isinstance(members, list) or not members:
-        raise EnsembleFileError(f"{path}: descriptor has no \"members\" list (damaged or not an ensemble)")
+        raise EnsembleFileError(f"{path}: field 'members' must be a non-empty list (damaged or not an ensemble)")
+    names = set()
     for i, m in enumerate(members):
         missing = [k for k in _MEMBER_KEYS if not isinstance(m, dict) or k not in m]
         if missing:
-            raise EnsembleFileError(f"{path}: member entry {i} lacks {', '.join(missing)}")
+            raise EnsembleFileError(f"{path}: member entry {i} (field 'members[{i}]') lacks {', '.join(missing)}")
+        if not isinstance(m["name"], str) or not m["name"] or m["name"] in names:
+            raise bad(f"members[{i}].name", "a unique non-empty string", m["name"])
+        names.add(m["name"])
         if m["kind"] not in KINDS:
-            raise EnsembleFileError(f"{path}: member {m['name']!r} has unknown kind {m['kind']!r}; valid: {', '.join(KINDS)}")
+            raise EnsembleFileError(f"{path}: member {m['name']!r} has unknown kind {m['kind']!r} "
+                                    f"(field 'members[{i}].kind'); valid: {', '.join(KINDS)}")
+        try:
+            check_relative_file(path, f"members[{i}].file", m["file"])
+            check_sha(path, f"members[{i}].sha256", m["sha256"])
+        except ArtifactError as e:
+            raise EnsembleFileError(str(e)) from None
+        w = m["weight"]
+        if not isinstance(w, (int, float)) or isinstance(w, bool) or not np.isfinite(w) or w < 0:
+            raise bad(f"members[{i}].weight", "a finite number >= 0", w)
+    if sum(float(m["weight"]) for m in members) <= 0:
+        raise EnsembleFileError(f"{path}: the members' weights (field 'members[*].weight') sum to <= 0")
     feats = desc.get("features")
-    if not isinstance(feats, dict) or not isinstance(feats.get("params"), dict) or "n_features" not in feats:
-        raise EnsembleFileError(f"{path}: descriptor has no valid \"features\" section")
-    if not isinstance(desc.get("classes"), list):
-        raise EnsembleFileError(f"{path}: descriptor has no \"classes\" list")
+    if not isinstance(feats, dict) or not isinstance(feats.get("params"), dict):
+        raise bad("features", "an object with \"params\" (object) and \"n_features\" (integer)", feats)
+    n = feats.get("n_features")
+    if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+        raise bad("features.n_features", "a positive integer", n)
+    classes = desc.get("classes")
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        raise bad("classes", "a non-empty list of class names", classes)
+    for key in ("tta_mirror",):
+        if key in desc and not isinstance(desc[key], bool):
+            raise bad(key, "true or false", desc[key])
+    for key in ("landmark_method",):
+        if key in desc and not isinstance(desc[key], str):
+            raise bad(key, "a string", desc[key])
+    if "box_scale" in desc and (not isinstance(desc["box_scale"], (int, float)) or isinstance(desc["box_scale"], bool)
+                                or not np.isfinite(desc["box_scale"]) or desc["box_scale"] <= 0):
+        raise bad("box_scale", "a finite number > 0", desc["box_scale"])
+    return desc
 
 
 def search(kind: str, grid: Sequence[Mapping], X: np.ndarray, y: np.ndarray, X_val: np.ndarray,
