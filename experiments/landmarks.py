@@ -1,72 +1,86 @@
-"""Landmark track: dlib 68-point geometry -> boosted trees, MLP, logistic regression -> soft-vote ensemble.
+"""Landmark track: dlib 68 points -> geometry + local appearance at the landmarks -> gradient-boosted ensemble.
 
 Method
-1. Data. FER2013 restricted to the five study emotions. Training fits, PublicTest ("val") chooses
-   every setting (landmark method, hyper-parameters, ensemble weights, mirror TTA), PrivateTest
-   ("test") is only reported.
-2. Landmarks. dlib's 68-point shape predictor on each 48x48 image upscaled 4x, three ways: the fixed
-   full-image box (FER2013 crops are pre-registered), the same averaged with the mirrored landmarks of
-   the flipped image ("fixed-mirror"), and dlib's HOG detector. Each runs over all 35,887 images on all
-   cores; we record time, faces/s and failure rates per split and class, and compare a fixed XGBoost
-   on each. Of the methods the predictor can run on a face crop (the two fixed-box ones), the one with
-   the better val accuracy is used; HOG is measured for comparison.
-3. Features. LandmarkFeatures: eye-centred, inter-ocular-scaled, eye-line-de-rotated coordinates plus
-   named distances, ratios, angles, curvatures, symmetry terms and key-point pairwise distances.
-4. Members. XGBoost (early stopping on val), HistGradientBoosting, an MLP and logistic regression on
-   standardised features, each with a small grid scored on val. Every member trains on the training
-   faces plus their horizontal mirror images (mirror_points: x -> -x with the iBUG-68 left/right
-   re-indexing), doubling the training set (``--no-mirror-train`` turns this off).
-5. Ensemble. Soft vote with weights on a 0.1 simplex grid maximising val accuracy; mirror TTA kept
-   only if it helps on val.
-6. Results. A report per member and for the ensemble (kind "landmarks"), with confusion matrix and top-20
-   feature importances; the ensemble is shipped in models/landmarks/ and recorded in the manifest.
+1. Data. FER2013 restricted to the five study emotions. Training fits, PublicTest ("val") chooses every
+   setting (descriptor, patch, site set, PCA size, ensemble weights, mirror TTA), PrivateTest ("test") is
+   only reported.
+2. Landmarks. dlib's 68-point shape predictor on each 48x48 image upscaled 4x with the full-image box,
+   averaged with the mirrored landmarks of the flipped image (``fixed-mirror``: the method the geometry-only
+   run chose on val, see ``method_comparison`` in experiments/reports/landmarks-ensemble). All 35,887
+   images, cached as .npz by data sha256.
+3. Features. Geometry: LandmarkFeatures (eye-centred, inter-ocular-scaled, de-rotated coordinates, named
+   distances, ratios, angles, curvatures, symmetry terms, key-point pairwise distances). Appearance:
+   LandmarkAppearance (HOG / LBP / Gabor on small patches of the eye-levelled face around sites at the
+   landmarks: brows, glabella, eye corners, nose, nasolabial folds, mouth corners and lips), reduced by a
+   PCA fitted on the training faces. Raw descriptors are cached by data sha256 + settings.
+4. Appearance choice on val. Every candidate in CANDIDATES (or --candidates) is scored with one quick,
+   fixed XGBoost on the training faces (no mirror images, to bound the cost) on appearance alone and on
+   geometry + appearance; the candidate with the best geometry + appearance val accuracy is kept.
+5. Ensembles. XGBoost (early stopping on val), HistGradientBoosting, an MLP and logistic regression with
+   the settings chosen on val by the geometry-only run (MEMBERS), fitted by LandmarkEnsemble.fit on the
+   training faces plus their mirror images (flipped faces with mirrored landmarks); soft-vote weights on a
+   0.1 simplex grid and mirror TTA chosen on val. Three feature sets, the ablation: geometry only,
+   appearance only, geometry + appearance.
+6. Results. Reports for the geometry + appearance ensemble and its members (<name>-*), for the two ablation
+   ensembles (<name>-geometry, <name>-appearance), and the screen + ablation tables
+   (<name>-ablation/ablation.md). The chosen model is saved to experiments/checkpoints/<name>/ (--save).
 
-``--reuse`` skips the fitting in steps 2-5: it loads the shipped ensemble and rewrites the reports; with
-``--no-cache`` it also re-extracts (re-times) the chosen method's landmarks — run that with the machine
-otherwise idle for honest speed numbers.
+``--reuse`` loads the saved model instead of fitting, re-evaluates it (test through the predictor too),
+re-times batch-1 inference and rewrites its reports; ``--ship`` then copies it to models/landmarks/ and
+records it in the manifest, only if its val accuracy beats the shipped landmark model's.
 
-    python experiments/landmarks.py [--data PATH] [--n-jobs 2] [--no-mirror-train] [--reuse] [--no-cache]
+    python experiments/landmarks.py [--data PATH] [--n-jobs 1] [--name landmarks-app] [--candidates SPEC ...]
+                                    [--appearance SPEC] [--save DIR] [--reuse] [--ship] [--subset N]
+
+A SPEC is ``descriptor:sites:patch:cells:pca`` (e.g. ``hog:core:0.5:2:64``; pca ``none`` keeps raw columns).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from fer_hybrid import artifacts
+from fer_hybrid import _atomic, artifacts
 from fer_hybrid.data import SPLITS, load_fer2013, resolve_source
 from fer_hybrid.evaluate import metrics_from_proba, ms_per_face
 from fer_hybrid.landmarks import models as lm
-from fer_hybrid.landmarks.extract import METHODS, extract_fer2013, failure_rates
-from fer_hybrid.landmarks.features import LandmarkFeatures, mirror_augment
-from fer_hybrid.landmarks.predictor import LandmarkPredictor
+from fer_hybrid.landmarks.appearance import FaceFeatures, LandmarkAppearance
+from fer_hybrid.landmarks.extract import extract_appearance_fer2013, extract_fer2013, failure_rates
+from fer_hybrid.landmarks.features import LandmarkFeatures, mirror_points
+from fer_hybrid.landmarks.predictor import LandmarkPredictor, load_landmark_predictor, model_files, save_landmark_model
 from fer_hybrid.reports import artifact_info, make_report, write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORTS = ROOT / "experiments" / "reports"
+CHECKPOINTS = ROOT / "experiments" / "checkpoints"
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "fer2013" / "fer2013_images.tar.gz"
+METHOD = "fixed-mirror"
 
-# Small grids (the CPU budget is ~20 min on 2 shared cores); scored on val only. The members train on
-# train + mirror images (2x the rows), so each grid holds the previous run's val-best setting (chosen
-# without mirroring) and, where a fit is cheap, one more strongly regularised variant.
-XGB_BASE = dict(n_estimators=1500, learning_rate=0.12, max_bin=64, subsample=0.8, early_stopping_rounds=30)
-HGB_BASE = dict(learning_rate=0.12, max_iter=800, early_stopping=True, n_iter_no_change=30, max_bins=64)
-GRIDS = {
-    "xgboost": [dict(XGB_BASE, max_depth=6, colsample_bytree=0.2, min_child_weight=10, reg_lambda=10, gamma=0.5),
-                dict(XGB_BASE, max_depth=5, colsample_bytree=0.3, min_child_weight=20, reg_lambda=30, gamma=1.0)],
-    "hgb": [dict(HGB_BASE, max_leaf_nodes=31, min_samples_leaf=80, l2_regularization=30.0, max_features=0.2)],
-    "mlp": [dict(hidden_layer_sizes=(512,), alpha=1e-1, learning_rate_init=1e-3, batch_size=256, max_iter=200,
-                 n_iter_no_change=10)],
-    "logreg": [dict(C=0.01), dict(C=0.003)],
+# appearance candidates scored on val (step 4): descriptor:sites:patch(inter-ocular units):cells:pca
+# (descriptors compared at PCA 64; HOG also without PCA, at three patch sizes, 2x2 / 3x3 cells, three site sets)
+CANDIDATES = ("hog:core:0.5:2:64", "lbp:core:0.5:2:64", "gabor:core:0.5:2:64",
+              "hog:core:0.5:2:none", "hog:core:0.35:2:none", "hog:core:0.7:2:none", "hog:core:0.5:3:none",
+              "hog:corners:0.5:2:none", "hog:full:0.5:2:none")
+# the quick, fixed XGBoost of the screen
+SCREEN_XGB = dict(n_estimators=400, learning_rate=0.25, max_depth=4, max_bin=32, subsample=0.8, colsample_bytree=0.3,
+                  min_child_weight=5, reg_lambda=5, early_stopping_rounds=20)
+# member settings: the val-best of the geometry-only run's grids (experiments/reports/landmarks-*/report.json "search")
+MEMBERS = {
+    "xgboost": dict(n_estimators=1500, learning_rate=0.12, max_bin=64, subsample=0.8, early_stopping_rounds=30,
+                    max_depth=6, colsample_bytree=0.2, min_child_weight=10, reg_lambda=10, gamma=0.5),
+    "hgb": dict(learning_rate=0.12, max_iter=800, early_stopping=True, n_iter_no_change=30, max_bins=64,
+                max_leaf_nodes=31, min_samples_leaf=80, l2_regularization=30.0, max_features=0.2),
+    "mlp": dict(hidden_layer_sizes=(512,), alpha=1e-1, learning_rate_init=1e-3, batch_size=256, max_iter=200,
+                n_iter_no_change=10),
+    "logreg": dict(C=0.01),
 }
-# the landmark-method comparison uses one quick, fixed XGBoost for both methods
-COMPARE_XGB = dict(n_estimators=300, learning_rate=0.25, max_depth=4, max_bin=32, subsample=0.8, colsample_bytree=0.3,
-                   min_child_weight=5, reg_lambda=5, early_stopping_rounds=20)
-CROP_METHODS = ("fixed", "fixed-mirror")  # what LandmarkPredictor can run on a face crop
+PARTS = ("geometry", "appearance", "both")
 TITLES = {"xgboost": "XGBoost", "hgb": "HistGradientBoosting", "mlp": "MLP", "logreg": "logistic regression",
           "ensemble": "soft-vote ensemble"}
 
@@ -74,209 +88,327 @@ TITLES = {"xgboost": "XGBoost", "hgb": "HistGradientBoosting", "mlp": "MLP", "lo
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=None, help="FER2013 source (default $FER2013_PATH or ../shared/...)")
-    ap.add_argument("--n-jobs", type=int, default=2, help="processes/threads for extraction and fitting")
-    ap.add_argument("--reuse", action="store_true", help="load the shipped ensemble instead of fitting")
-    ap.add_argument("--no-cache", action="store_true", help="re-extract landmarks (re-times the extraction)")
-    ap.add_argument("--no-mirror-train", dest="mirror_train", action="store_false",
-                    help="train the members on the training faces only (default: plus their mirror images)")
+    ap.add_argument("--n-jobs", type=int, default=1, help="threads for fitting, processes for landmark extraction")
+    ap.add_argument("--name", default="landmarks-app", help="report prefix (default landmarks-app)")
+    ap.add_argument("--candidates", nargs="+", default=list(CANDIDATES), help="appearance SPECs scored on val")
+    ap.add_argument("--appearance", default=None, help="skip the screen and use this SPEC")
+    ap.add_argument("--save", default=None, help="model folder (default experiments/checkpoints/<name>)")
+    ap.add_argument("--reuse", action="store_true", help="load the saved model instead of fitting")
+    ap.add_argument("--ship", action="store_true", help="copy the model to models/landmarks and record it in the manifest "
+                                                         "if it beats the shipped landmark model on val")
+    ap.add_argument("--subset", type=int, default=None, help="seeded subset of N training faces (smoke runs)")
     ap.add_argument("--models", default=None, help="models folder (default: fer_hybrid.artifacts.models_dir())")
     ap.add_argument("--reports", default=str(REPORTS), help="reports folder (default experiments/reports)")
     return ap.parse_args(argv)
 
 
-def proba_splits(predict, X: dict) -> dict:
-    return {s: predict(X[s]) for s in SPLITS}
-
-
-def metrics_all(proba: dict, data) -> dict:
-    return {s: metrics_from_proba(data.split(s).y, proba[s], data.classes) for s in SPLITS}
+def parse_spec(spec: str) -> LandmarkAppearance:
+    """LandmarkAppearance from ``descriptor:sites:patch:cells:pca``; ValueError naming the SPEC format."""
+    try:
+        descriptor, sites, patch, cells, pca = spec.split(":")
+        return LandmarkAppearance(descriptor, sites, float(patch), int(cells), pca=None if pca == "none" else int(pca))
+    except ValueError as e:
+        raise ValueError(f"bad appearance SPEC {spec!r} (descriptor:sites:patch:cells:pca, e.g. hog:core:0.5:2:64): "
+                         f"{e}") from None
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
     source = resolve_source(args.data or os.environ.get("FER2013_PATH") or DEFAULT_DATA)
-    models_root = Path(args.models) if args.models else artifacts.models_dir()
-    ship_dir = models_root / "landmarks"
+    save_dir = Path(args.save) if args.save else CHECKPOINTS / args.name
+    reports = Path(args.reports)
+    candidates = [parse_spec(s) for s in ([args.appearance] if args.appearance else args.candidates)]
+    if args.reuse and not (save_dir / "ensemble.json").exists():
+        raise FileNotFoundError(f"{save_dir / 'ensemble.json'} not found: train it first (without --reuse)")
 
-    # 1. data
+    # 1. data (a seeded training subset for smoke runs)
     data = load_fer2013(source)
-    print(f"data: {source} train {len(data.train)} val {len(data.val)} test {len(data.test)}")
+    train_rows = np.arange(len(data.train.y))
+    if args.subset:
+        train_rows = np.sort(np.random.default_rng(0).permutation(len(train_rows))[:args.subset])
+    y = {"train": data.train.y[train_rows], "val": data.val.y, "test": data.test.y}
+    keys = {"train": data.train.keys[train_rows], "val": data.val.keys, "test": data.test.keys}
+    print(f"data: {source} train {len(y['train'])} val {len(y['val'])} test {len(y['test'])}")
 
-    # 2. landmarks for all images by both methods (cached .npz; times are of the original extraction)
-    shipped = json.loads((ship_dir / "ensemble.json").read_text())["training"] if args.reuse else None
-    retime = [shipped["landmark_method"]] if args.reuse else list(METHODS)  # --reuse re-times the chosen one
-    ext = {m: extract_fer2013(source, m, n_jobs=args.n_jobs, use_cache=not (args.no_cache and m in retime))
-           for m in METHODS}
-    points = {m: {s: ext[m].points_for(data.split(s).keys) for s in SPLITS} for m in METHODS}
-    failed = {m: {s: ~np.isfinite(points[m][s]).all(axis=(1, 2)) for s in SPLITS} for m in METHODS}
-    extraction = {m: {"n_images": len(e.keys), "seconds": e.seconds, "faces_per_second": e.faces_per_second,
-                      "n_jobs": e.n_jobs, "upscale": e.upscale, "failure_rate_all_7_classes": float(e.failed.mean()),
-                      "failure": {s: failure_rates(failed[m][s], data.split(s).y, data.classes) for s in SPLITS}}
-                  for m, e in ext.items()}
-    for m, e in extraction.items():
-        print(f"landmarks[{m}]: {e['n_images']} images in {e['seconds']:.1f} s ({e['faces_per_second']:.0f} faces/s), "
-              f"failure rate {e['failure_rate_all_7_classes']:.3f}")
+    # 2. landmarks (cached .npz; times are of the original extraction)
+    ext = extract_fer2013(source, METHOD, n_jobs=args.n_jobs)
+    points = {s: ext.points_for(keys[s]) for s in SPLITS}
+    failed = {s: ~np.isfinite(points[s]).all(axis=(1, 2)) for s in SPLITS}
+    extraction = {"landmarks": {"method": METHOD, "n_images": len(ext.keys), "seconds": ext.seconds,
+                                "faces_per_second": ext.faces_per_second, "n_jobs": ext.n_jobs, "upscale": ext.upscale,
+                                "failure_rate_all_7_classes": float(ext.failed.mean()),
+                                "failure": {s: failure_rates(failed[s], y[s], data.classes) for s in SPLITS}}}
+    print(f"landmarks[{METHOD}]: {len(ext.keys)} images in {ext.seconds:.1f} s ({ext.n_jobs} processes)")
 
-    # 3. features
-    feats = LandmarkFeatures().fit(points["fixed"]["train"])
-    names = list(feats.get_feature_names_out())
-    X = {m: {s: feats.transform(points[m][s]) for s in SPLITS} for m in METHODS}
-    print(f"features: {len(names)} named columns")
+    # 3. geometric features of the faces and of their mirror images
+    geometry = LandmarkFeatures().fit(points["train"])
+    G = {s: geometry.transform(points[s]) for s in SPLITS}
+    G_mirror = {s: geometry.transform(mirror_points(points[s])) for s in SPLITS}
+
+    def raw_appearance(app: LandmarkAppearance) -> tuple[dict, dict, dict]:
+        """({split: raw}, {split: raw of the mirror images}, extraction record), cached per settings."""
+        a = extract_appearance_fer2013(source, app, METHOD, n_jobs=args.n_jobs)
+        rec = {"settings": app.descriptor_params(), "n_raw": app.n_raw, "seconds": a.seconds,
+               "faces_per_second": 2 * len(a.keys) / a.seconds if a.seconds > 0 else None,
+               "note": "one process; the faces and their mirror images (2 x n_images descriptors)"}
+        return ({s: a.rows_for(keys[s]) for s in SPLITS}, {s: a.rows_for(keys[s], mirror=True) for s in SPLITS}, rec)
 
     if args.reuse:
-        ens = lm.LandmarkEnsemble.load(ship_dir / "ensemble.json", n_jobs=args.n_jobs)
-        training = shipped
-        method = training["landmark_method"]
+        predictor = load_landmark_predictor(save_dir / "ensemble.json", args.name)
+        training = json.loads((save_dir / "ensemble.json").read_text())["training"]
+        app = predictor.appearance
+        raw, raw_mirror, extraction["appearance"] = raw_appearance(app) if app is not None else ({}, {}, None)
+        X = {s: predictor.features.combine(G[s], app.project(raw[s]) if app else None) for s in SPLITS}
+        X_mirror = {s: predictor.features.combine(G_mirror[s], app.project(raw_mirror[s]) if app else None)
+                    for s in SPLITS}
+        ens = predictor.ensemble
     else:
-        # 2b. choose the landmark method by a fixed XGBoost's val accuracy (failed rows abstain), trained as
-        # the members will be (with the mirror images when --mirror-train)
-        comparison = {}
-        for m in METHODS:
-            ok = ~failed[m]["train"]
-            X_m, y_m = training_rows(feats, points[m]["train"][ok], data.train.y[ok], args.mirror_train)
-            model = lm.fit_member(lm.make_member("xgboost", COMPARE_XGB, args.n_jobs), X_m, y_m,
-                                  X[m]["val"][~failed[m]["val"]], data.val.y[~failed[m]["val"]], args.n_jobs)
-            probe = lm.LandmarkEnsemble({"xgboost": model}, features=feats, n_jobs=args.n_jobs)
-            met = metrics_all(proba_splits(probe.predict_proba, X[m]), data)
-            comparison[m] = {s: {"accuracy": met[s]["accuracy"], "macro_f1": met[s]["macro_f1"],
-                                 "n_abstained": met[s]["n_abstained"]} for s in SPLITS}
-            comparison[m]["params"] = COMPARE_XGB
-            comparison[m]["mirror_train"] = args.mirror_train
-            print(f"method {m}: val acc {met['val']['accuracy']:.4f} (abstained {met['val']['n_abstained']})")
-        method = max(CROP_METHODS, key=lambda m: comparison[m]["val"]["accuracy"])
+        # 4. appearance choice on val: quick fixed XGBoost, appearance alone and with geometry
+        screen = []
+        for app in candidates:
+            raw, _, rec = raw_appearance(app)
+            app.fit(raw=raw["train"])
+            A = {s: app.project(raw[s]) for s in ("train", "val")}
+            row = {"spec": spec_of(app), "settings": app.get_params(), "n_raw": app.n_raw,
+                   "extraction_seconds": rec["seconds"]}
+            for part, (tr, va) in {"appearance": (A["train"], A["val"]),
+                                   "both": (np.hstack([G["train"], A["train"]]), np.hstack([G["val"], A["val"]]))}.items():
+                row[f"val_{part}"] = quick_val(tr, y["train"], va, y["val"], args.n_jobs)
+            screen.append(row)
+            print(f"screen {row['spec']}: appearance {row['val_appearance']:.4f}, geometry + appearance "
+                  f"{row['val_both']:.4f}")
+        row_geo = {"spec": "geometry only", "val_both": quick_val(G["train"], y["train"], G["val"], y["val"], args.n_jobs)}
+        print(f"screen geometry only: {row_geo['val_both']:.4f}")
+        best = max(range(len(screen)), key=lambda i: screen[i]["val_both"])
+        app = candidates[best]
+        print(f"chosen appearance: {spec_of(app)}")
 
-        # 4. members: grid per member on val, fitted on train (+ its mirror images: twice the rows)
-        X_fit, y_fit = training_rows(feats, points[method]["train"], data.train.y, args.mirror_train)
-        print(f"members train on {len(y_fit)} rows (mirror images added: {args.mirror_train})")
-        members, search = {}, {}
-        for kind in ("xgboost", "hgb", "mlp", "logreg"):
-            model, params, rows = lm.search(kind, GRIDS[kind], X_fit, y_fit, X[method]["val"],
-                                            data.val.y, n_jobs=args.n_jobs)
-            members[kind], search[kind] = model, {"chosen": params, "grid": rows}
-            print(f"{kind}: best val acc {max(r['val_accuracy'] for r in rows):.4f} with {params}")
+        # 5. the three ensembles of the ablation (the chosen appearance, PCA refitted on train + mirror images)
+        raw, raw_mirror, extraction["appearance"] = raw_appearance(app)
+        app.fit(raw=np.concatenate([raw["train"], raw_mirror["train"]]))
+        ablation, fitted = {}, {}
+        for part in PARTS:
+            feats = FaceFeatures(geometry if part != "appearance" else None, app if part != "geometry" else None)
+            Xp = {s: feats.combine(G[s] if feats.geometry else None, app.project(raw[s]) if feats.appearance else None)
+                  for s in SPLITS}
+            Xp_mirror = {s: feats.combine(G_mirror[s] if feats.geometry else None,
+                                          app.project(raw_mirror[s]) if feats.appearance else None) for s in SPLITS}
+            ens, choice = fit_ensemble(Xp, Xp_mirror, y, args.n_jobs)
+            fitted[part] = (ens, feats, Xp, Xp_mirror)
+            ablation[part] = {"n_features": Xp["train"].shape[1], "weights": ens.weights, "mirror_tta": ens.tta_mirror,
+                              "weights_val_accuracy": choice, "fit_seconds": ens.fit_seconds}
+            print(f"ensemble[{part}]: {Xp['train'].shape[1]} features, weights {ens.weights}, mirror TTA "
+                  f"{ens.tta_mirror}, val {max(choice.values()):.4f}")
+        ens, feats, X, X_mirror = fitted["both"]
+        training = {"landmark_method": METHOD, "appearance": spec_of(app), "members": MEMBERS,
+                    "mirror_train": True, "n_train_rows": 2 * len(y["train"]), "command": command_line(args),
+                    "subset": args.subset, "screen": screen, "screen_geometry_only": row_geo,
+                    "screen_xgboost": SCREEN_XGB, "fit_seconds": ens.fit_seconds,
+                    "weights_val_accuracy": ablation["both"]["weights_val_accuracy"]}
+        save_landmark_model(ens, save_dir, app, extra={"training": training, "box_scale": 1.0})
+        predictor = load_landmark_predictor(save_dir / "ensemble.json", args.name)
+        write_ablation(reports / f"{args.name}-ablation", screen, row_geo, ablation, fitted, y, data, training)
+        for part in ("geometry", "appearance"):
+            e, f, Xp, Xp_mirror = fitted[part]
+            metrics = {s: metrics_from_proba(y[s], proba_of(e, Xp[s], Xp_mirror[s]), data.classes) for s in SPLITS}
+            write_report(make_report(
+                name=f"{args.name}-{part}", kind="landmarks", weights=None, command=training["command"], metrics=metrics,
+                params=n_params(e, "ensemble"), backbone=f"dlib 68 points -> {part} ({Xp['train'].shape[1]} features) "
+                                                         f"-> soft-vote ensemble",
+                notes=f"ablation of {args.name}: the same members, weights and TTA chosen on val, on {part} features "
+                      f"only; not saved", data={"source": str(source), "sha256": data.sha256},
+                ensemble_weights=e.weights, mirror_tta=e.tta_mirror, n_features=Xp["train"].shape[1],
+                appearance=spec_of(app) if part != "geometry" else None), reports / f"{args.name}-{part}")
 
-        # 5. ensemble weights (and mirror TTA) on val
-        ens = lm.LandmarkEnsemble(members, features=feats, n_jobs=args.n_jobs, landmark_method=method)
-        choice = {}
-        for tta in (False, True):
-            ens.tta_mirror = tta
-            val_p = member_proba_points(ens, points[method]["val"])
-            choice[tta] = lm.best_weights(val_p, data.val.y, step=0.1)
-        tta = choice[True][1] > choice[False][1]
-        ens.tta_mirror, ens.weights = tta, choice[tta][0]
-        print(f"ensemble: weights {ens.weights}, mirror TTA {tta}, val acc {choice[tta][1]:.4f}")
-        training = {"landmark_method": method, "method_comparison": comparison, "search": search,
-                    "command": training_command(args), "mirror_train": args.mirror_train,
-                    "n_train_rows": int(len(y_fit)),
-                    "fit_seconds": {k: r["grid"][[x["params"] for x in r["grid"]].index(r["chosen"])]["seconds"]
-                                    for k, r in search.items()},
-                    "weights_val_accuracy": {"no_tta": choice[False][1], "mirror_tta": choice[True][1]}}
-        ens.save(ship_dir, extra={"training": training, "box_scale": 1.0})
-
-    # 6. evaluate every member and the ensemble on cached landmarks of the chosen method
-    predictor = LandmarkPredictor(ens)  # runs ens.landmark_method, the method it was trained on
-    face = data.test.x[0]
-    ms = ms_per_face(lambda f: predictor.predict_proba(f[None]), face, repeats=100)
+    # 6. evaluate the chosen model: members and ensemble on cached features, test also through the predictor
     t0 = time.perf_counter()
     via_predictor = metrics_from_proba(data.test.y, predictor.predict_proba(data.test.x), data.classes)
-    print(f"test through the predictor (images -> landmarks -> ensemble): acc {via_predictor['accuracy']:.4f} "
-          f"in {time.perf_counter() - t0:.1f} s; batch-1 {ms:.2f} ms/face")
+    seconds_test = time.perf_counter() - t0
+    face = data.test.x[0]
+    load = os.getloadavg()
+    ms = ms_per_face(lambda f: predictor.predict_proba(f[None]), face, repeats=200)
+    timing = {"ms_per_face": ms, "load_average_1_5_15min": list(load), "cpu_count": os.cpu_count(),
+              "note": "median of 200 batch-1 calls (gray 48x48 face -> landmarks -> features -> ensemble); the "
+                      "load average shows whether other work shared the cores"}
+    print(f"test through the predictor (images -> landmarks -> features -> ensemble): acc "
+          f"{via_predictor['accuracy']:.4f} in {seconds_test:.1f} s; batch-1 {ms:.2f} ms/face (load {load[0]:.1f})")
 
-    pts = points[method]
-    member_p = {s: member_proba_points(ens, pts[s]) for s in SPLITS}
+    member_p = {s: ens.member_proba(X[s]) for s in SPLITS}
+    if ens.tta_mirror:
+        member_m = {s: ens.member_proba(X_mirror[s]) for s in SPLITS}
+        member_p = {s: {k: (member_p[s][k] + member_m[s][k]) / 2 for k in member_p[s]} for s in SPLITS}
     results = {k: {s: member_p[s][k] for s in SPLITS} for k in ens.members}
     results["ensemble"] = {s: ens.combine(member_p[s]) for s in SPLITS}
-    json_path = ship_dir / "ensemble.json"
-    command = training.get("command", "python experiments/landmarks.py")
-    common = dict(kind="landmarks", weights=None, command=command, mirror_train=training.get("mirror_train", False), ms_per_face=None, seconds_per_epoch=None,
-                  data={"source": str(source), "sha256": data.sha256}, landmark_method=method,
-                  landmark_extraction=extraction, n_features=len(names), image_size=48,
-                  upscale=ext[method].upscale, method_comparison=training["method_comparison"])
+    names = predictor.features.feature_names()
+    json_path = save_dir / "ensemble.json"
+    app_spec = training.get("appearance")
+    common = dict(kind="landmarks", weights=None, command=training["command"], seconds_per_epoch=None,
+                  data={"source": str(source), "sha256": data.sha256}, landmark_method=METHOD,
+                  extraction=extraction, n_features=len(names), image_size=48, upscale=ext.upscale,
+                  appearance=app_spec, mirror_train=True, timing=timing, subset=args.subset)
     ens_metrics = None
     for key, proba in results.items():
-        metrics = metrics_all(proba, data)
-        out_dir = Path(args.reports) / f"landmarks-{key}"
+        metrics = {s: metrics_from_proba(y[s], proba[s], data.classes) for s in SPLITS}
+        out_dir = reports / f"{args.name}-{key}"
         single = key != "ensemble"
-        model = ens.members[key] if single else None
-        imp, how = importance(key, model, ens, X[method]["val"], data.val.y, names)
-        figures = ["importance.png"]
-        lm.save_importance_png(imp, out_dir / "importance.png", f"landmarks-{key}: top-20 features",
-                               xlabel=how)
-        extra = {"search": training["search"].get(key), "fit_seconds": training["fit_seconds"].get(key),
-                 "top_features": dict(list(imp.items())[:20]), "importance_method": how,
-                 "ms_per_face_note": "batch-1 timing is of the whole shipped ensemble (landmarking dominates)"}
+        imp, how = importance(key, ens, X["val"], y["val"], names)
+        lm.save_importance_png(imp, out_dir / "importance.png", f"{args.name}-{key}: top-20 features", xlabel=how)
+        extra = {"members": MEMBERS.get(key) if single else MEMBERS, "fit_seconds": training["fit_seconds"].get(key)
+                 if single else training["fit_seconds"], "top_features": dict(list(imp.items())[:20]),
+                 "importance_method": how}
         if not single:
             extra.update(ensemble_weights=ens.weights, mirror_tta=ens.tta_mirror,
                          test_via_predictor=via_predictor["accuracy"],
                          weights_val_accuracy=training["weights_val_accuracy"])
-        report = make_report(name=f"landmarks-{key}", metrics=metrics, params=n_params(ens, key),
-                             artifact=artifact_info(json_path, ROOT), figures=figures,
-                             backbone=f"dlib 68 points -> {len(names)} features -> {TITLES[key]}",
-                             notes=f"{TITLES[key]} on {len(names)} landmark features; settings chosen on val "
-                                   f"(PublicTest) only; landmarks: {method} box on the {ext[method].upscale}x upscaled "
-                                   f"image, {extraction[method]['faces_per_second']:.0f} faces/s "
-                                   f"({extraction[method]['seconds']:.1f} s for {extraction[method]['n_images']} images, "
-                                   f"{ext[method].n_jobs} processes), failure rate "
-                                   f"{extraction[method]['failure_rate_all_7_classes']:.3f}; "
-                                   + (f"trained on train + its mirror images ({training['n_train_rows']} rows); "
-                                      "train metrics are on the original training faces"
-                                      if training.get("mirror_train") else "trained on the training faces only"),
-                             **{**common, "ms_per_face": ms}, **extra)
+        report = make_report(
+            name=f"{args.name}-{key}", metrics=metrics, params=n_params(ens, key), ms_per_face=ms,
+            artifact=artifact_info(json_path, ROOT), figures=["importance.png"],
+            backbone=f"dlib 68 points -> {len(names)} features (geometry + appearance {app_spec}) -> {TITLES[key]}",
+            notes=f"{TITLES[key]} on {len(names)} features: geometry and {app_spec} appearance at the landmarks of the "
+                  f"eye-levelled 48 px face; settings chosen on val (PublicTest) only; landmarks: {METHOD} box on the "
+                  f"{ext.upscale}x upscaled image; trained on train + its mirror images ({training['n_train_rows']} rows); "
+                  "train metrics are on the original training faces; batch-1 timing is of the whole ensemble "
+                  f"(load average {load[0]:.1f} on {os.cpu_count()} cores when timed)",
+            **common, **extra)
         write_report(report, out_dir)
         print(f"{key:9s} train {metrics['train']['accuracy']:.4f} val {metrics['val']['accuracy']:.4f} "
               f"test {metrics['test']['accuracy']:.4f} macro-F1 {metrics['test']['macro_f1']:.4f}")
         if not single:
             ens_metrics = metrics
 
-    # 7. ship: record the ensemble in the models manifest
-    member_files = [ship_dir / m["file"] for m in json.loads(json_path.read_text())["members"]]
-    artifacts.update_manifest(
-        "landmarks", json_path, root=models_root, weights=None,
-        command=command,  # the command that trained it; --reuse only re-evaluates/re-times
-        data={"source": str(source), "sha256": data.sha256},
-        metrics={s: {"accuracy": ens_metrics[s]["accuracy"], "macro_f1": ens_metrics[s]["macro_f1"]} for s in SPLITS},
-        report="experiments/reports/landmarks-ensemble/report.json", extra_files=[str(f) for f in member_files])
+    # 7. ship (only with --ship, only if it beats the shipped model on val)
+    if args.ship:
+        ship(save_dir, ens_metrics, training["command"], source, data, args, reports / f"{args.name}-ensemble")
     return 0
 
 
-def training_rows(feats: LandmarkFeatures, points: np.ndarray, y: np.ndarray, mirror: bool):
-    """(features (n or 2n, f), labels): the training faces, plus their mirror images when ``mirror``."""
-    if mirror:
-        points, y = mirror_augment(points, y)
-    return feats.transform(points), y
+def spec_of(app: LandmarkAppearance) -> str:
+    p = app.get_params()
+    return f"{p['descriptor']}:{p['sites']}:{p['patch']:g}:{p['cells']}:{p['pca'] if p['pca'] is not None else 'none'}"
 
 
-def training_command(args: argparse.Namespace) -> str:
+def quick_val(X_train, y_train, X_val, y_val, n_jobs: int) -> float:
+    """Val accuracy of the screen's quick, fixed XGBoost (early stopping on val) fitted on (X_train, y_train)."""
+    ens = lm.LandmarkEnsemble({"xgboost": lm.make_member("xgboost", SCREEN_XGB, n_jobs)}, n_jobs=n_jobs)
+    ens.fit(X_train, y_train, X_val, y_val)
+    return float((ens.predict_proba(X_val).argmax(1) == y_val).mean())
+
+
+def fit_ensemble(X: dict, X_mirror: dict, y: dict, n_jobs: int) -> tuple[lm.LandmarkEnsemble, dict]:
+    """LandmarkEnsemble of MEMBERS fitted on train + mirror images; weights and mirror TTA chosen on val.
+    Returns (ensemble, {"no_tta": val accuracy, "mirror_tta": val accuracy})."""
+    members = {k: lm.make_member(k, params, n_jobs) for k, params in MEMBERS.items()}
+    ens = lm.LandmarkEnsemble(members, n_jobs=n_jobs, landmark_method=METHOD)
+    ens.fit(np.concatenate([X["train"], X_mirror["train"]]), np.concatenate([y["train"], y["train"]]),
+            X["val"], y["val"])
+    p = ens.member_proba(X["val"])
+    q = ens.member_proba(X_mirror["val"])
+    choice = {"no_tta": lm.best_weights(p, y["val"]), "mirror_tta": lm.best_weights({k: (p[k] + q[k]) / 2 for k in p},
+                                                                                     y["val"])}
+    tta = choice["mirror_tta"][1] > choice["no_tta"][1]
+    ens.tta_mirror, ens.weights = tta, choice["mirror_tta" if tta else "no_tta"][0]
+    return ens, {k: v[1] for k, v in choice.items()}
+
+
+def proba_of(ens: lm.LandmarkEnsemble, X: np.ndarray, X_mirror: np.ndarray) -> np.ndarray:
+    p = ens.predict_proba(X)
+    return (p + ens.predict_proba(X_mirror)) / 2 if ens.tta_mirror else p
+
+
+def write_ablation(out_dir: Path, screen, row_geo, ablation, fitted, y, data, training) -> None:
+    """ablation.json + ablation.md: the val screen of appearance candidates and the three ensembles (val, test)."""
+    rows = {}
+    for part, (e, _, Xp, Xp_mirror) in fitted.items():
+        p = {s: proba_of(e, Xp[s], Xp_mirror[s]) for s in ("val", "test")}
+        rows[part] = {**ablation[part], **{s: metrics_from_proba(y[s], p[s], data.classes)["accuracy"] for s in p}}
+    out = {"screen": screen, "screen_geometry_only": row_geo, "screen_xgboost": SCREEN_XGB, "ensembles": rows,
+           "chosen_appearance": training["appearance"], "command": training["command"], "subset": training["subset"]}
+    lines = ["# Landmark track: geometry vs appearance at the landmarks", "",
+             f"Command: `{training['command']}`" + (f" (training subset of {training['subset']} faces)"
+                                                     if training["subset"] else ""), "",
+             "## Appearance screen (val only)", "",
+             "One quick, fixed XGBoost (`screen_xgboost` in ablation.json) per candidate, trained on the training "
+             "faces without mirror images, early stopping on val. SPEC = descriptor:sites:patch (inter-ocular units):"
+             "cells:PCA columns.", "",
+             "| SPEC | raw columns | val, appearance only | val, geometry + appearance |", "|---|---:|---:|---:|",
+             f"| geometry only | – | – | {row_geo['val_both']:.4f} |"]
+    for r in screen:
+        lines.append(f"| {r['spec']} | {r['n_raw']} | {r['val_appearance']:.4f} | {r['val_both']:.4f} |")
+    lines += ["", f"Chosen on val: `{training['appearance']}`.", "",
+              "## Ablation: the full ensemble on each feature set", "",
+              "XGBoost, HistGradientBoosting, MLP and logistic regression trained on train + mirror images; weights "
+              "and mirror TTA chosen on val; test reported once.", "",
+              "| features | columns | weights (xgboost, hgb, mlp, logreg) | mirror TTA | val | test |",
+              "|---|---:|---|---|---:|---:|"]
+    for part, r in rows.items():
+        w = ", ".join(f"{r['weights'].get(k, 0):.1f}" for k in MEMBERS)
+        lines.append(f"| {part} | {r['n_features']} | {w} | {r['mirror_tta']} | {r['val']:.4f} | {r['test']:.4f} |")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _atomic.write_text(out_dir / "ablation.json", json.dumps(out, indent=2, default=float) + "\n")
+    _atomic.write_text(out_dir / "ablation.md", "\n".join(lines) + "\n")
+
+
+def ship(save_dir: Path, metrics: dict, command: str, source, data, args, report_dir: Path) -> None:
+    """Copy the saved model into models/landmarks/ and record it in the manifest, if it beats the shipped
+    landmark model on val; files of the previous model that the new one does not use are removed."""
+    models_root = Path(args.models) if args.models else artifacts.models_dir()
+    ship_dir = models_root / "landmarks"
+    shipped = artifacts.read_manifest(models_root).get("models", {}).get("landmarks")
+    val = metrics["val"]["accuracy"]
+    if shipped and val <= shipped["metrics"]["val"]["accuracy"]:
+        print(f"not shipped: val {val:.4f} does not beat the shipped landmark model's "
+              f"{shipped['metrics']['val']['accuracy']:.4f}")
+        return
+    if args.subset:
+        raise ValueError("a model trained on a --subset is not shipped")
+    old = model_files(ship_dir / "ensemble.json") if (ship_dir / "ensemble.json").exists() else []
+    src_json = save_dir / "ensemble.json"
+    new = model_files(src_json)
+    for f in new:
+        with _atomic.atomic_path(ship_dir / f.name) as tmp:
+            shutil.copyfile(f, tmp)
+    with _atomic.atomic_path(ship_dir / "ensemble.json") as tmp:
+        shutil.copyfile(src_json, tmp)
+    for f in old:
+        if f.name not in {g.name for g in new}:
+            f.unlink(missing_ok=True)
+    json_path = ship_dir / "ensemble.json"
+    artifacts.update_manifest(
+        "landmarks", json_path, root=models_root, weights=None, command=command,
+        data={"source": str(source), "sha256": data.sha256},
+        metrics={s: {"accuracy": metrics[s]["accuracy"], "macro_f1": metrics[s]["macro_f1"]} for s in SPLITS},
+        report=str((report_dir / "report.json").relative_to(ROOT)) if report_dir.is_relative_to(ROOT)
+        else str(report_dir / "report.json"),
+        extra_files=[str(ship_dir / f.name) for f in new])
+    print(f"shipped to {ship_dir} (val {val:.4f}); manifest updated")
+
+
+def command_line(args: argparse.Namespace) -> str:
     """The command line that trains this setup (what reports and the manifest record)."""
     cmd = "python experiments/landmarks.py"
-    if not args.mirror_train:
-        cmd += " --no-mirror-train"
-    if args.n_jobs != 2:
+    if args.n_jobs != 1:
         cmd += f" --n-jobs {args.n_jobs}"
+    if args.name != "landmarks-app":
+        cmd += f" --name {args.name}"
+    if args.appearance:
+        cmd += f" --appearance {args.appearance}"
+    elif list(args.candidates) != list(CANDIDATES):
+        cmd += " --candidates " + " ".join(args.candidates)
+    if args.save:
+        cmd += f" --save {args.save}"
+    if args.subset:
+        cmd += f" --subset {args.subset}"
     return cmd
 
 
-def member_proba_points(ens: lm.LandmarkEnsemble, points: np.ndarray) -> dict:
-    """{member: (n, 5)} from landmarks, averaged with the mirrored face when the ensemble uses TTA."""
-    from fer_hybrid.landmarks.features import mirror_points
-
-    p = ens.member_proba(ens.features.transform(points))
-    if ens.tta_mirror:
-        q = ens.member_proba(ens.features.transform(mirror_points(points)))
-        p = {k: (p[k] + q[k]) / 2 for k in p}
-    return p
-
-
-def importance(key: str, model, ens, X_val, y_val, names) -> tuple[dict, str]:
+def importance(key: str, ens: lm.LandmarkEnsemble, X_val, y_val, names) -> tuple[dict, str]:
     """Top features: XGBoost gain; |coef| for logistic regression; otherwise permutation importance on val
     over the 60 features with the largest XGBoost gain (to bound the cost)."""
     if key == "xgboost":
-        return lm.feature_importance(model, names), "XGBoost total gain (share)"
+        return lm.feature_importance(ens.members[key], names), "XGBoost total gain (share)"
     if key == "logreg":
-        return lm.coefficient_importance(model, names), "mean |coefficient| on standardised features (share)"
+        return lm.coefficient_importance(ens.members[key], names), "mean |coefficient| on standardised features (share)"
     candidates = list(lm.feature_importance(ens.members["xgboost"], names))[:60]
-    predict = model.predict_proba if model is not None else ens.predict_proba
+    predict = ens.members[key].predict_proba if key in ens.members else ens.predict_proba
     return (lm.permutation_importance(predict, X_val, y_val, names, candidates, n_repeats=2, max_rows=1500),
             "val accuracy drop when shuffled (permutation)")
 

@@ -229,8 +229,10 @@ def _cell_sums(channels: np.ndarray, centres: np.ndarray, side: float, cells: in
     cells (integer edges, clipped to the window).
     """
     n, h, w, c = channels.shape
-    ii = np.zeros((n, h + 1, w + 1, c), np.float64)
-    ii[:, 1:, 1:] = channels.cumsum(axis=1, dtype=np.float64).cumsum(axis=2)
+    # pixel counts (LBP one-hot channels) sum exactly in float32; magnitudes accumulate in float64
+    dtype = np.float32 if c == N_LBP else np.float64
+    ii = np.zeros((n, h + 1, w + 1, c), dtype)
+    ii[:, 1:, 1:] = channels.cumsum(axis=1, dtype=dtype).cumsum(axis=2)
     edges = np.arange(cells + 1) / cells * side - side / 2                       # (cells+1,)
     xs = np.rint(centres[..., 0:1] + 0.5 + edges).astype(np.int64)                # (n, k, cells+1)
     ys = np.rint(centres[..., 1:2] + 0.5 + edges).astype(np.int64)
