@@ -1,7 +1,8 @@
 """Calibration of a shipped model's probabilities: ECE, per-class bias, temperature scaling fitted on val.
 
 Method. The model (default: the manifest's default) predicts the FER2013-5 val (PublicTest) and test
-(PrivateTest) 48x48 faces exactly as the Analyzer runs it (no test-time augmentation). We measure the
+(PrivateTest) 48x48 faces exactly as the registry loads it and the Analyzer runs it (with the test-time
+augmentation its manifest entry names, e.g. flip). We measure the
 top-label expected calibration error (ECE, 15 equal-width confidence bins), the NLL and the per-class bias
 (predicted vs true counts) on both splits. Two calibrations are fitted on val by minimum NLL: a single
 temperature T, and T plus a per-class log-probability bias. Which one to use is chosen on val alone, by
@@ -71,11 +72,13 @@ def main(argv=None) -> int:
     # 2. fit both calibrations on val; choose between them by cross-validated ECE inside val
     fits = {"temperature": cal.fit_temperature, "temperature+bias": cal.fit_temperature_bias}
     cv = {k: cross_validated_ece(proba["val"], y["val"], f, args.bins) for k, f in fits.items()}
-    chosen = min(cv, key=cv.get)
     cv["as shipped"] = cross_validated_ece(proba["val"], y["val"], lambda p, t: cal.Calibration(), args.bins)
     fitted = {k: f(proba["val"], y["val"]) for k, f in fits.items()}
     after = {k: {s: cal.summary(c.apply(proba[s]), y[s], classes, args.bins) for s in proba}
              for k, c in fitted.items()}
+    # the shipped accuracy must not drop: a calibration that changes decisions (the bias) must not lower val accuracy
+    allowed = [k for k in fits if after[k]["val"]["accuracy"] >= before["val"]["accuracy"]]
+    chosen = min(allowed, key=cv.get)
 
     # 3. keep the chosen calibration only if it lowers ECE on test
     keep = after[chosen]["test"]["ece"] < before["test"]["ece"]
@@ -100,12 +103,14 @@ def main(argv=None) -> int:
                f"{chosen} was chosen on val but did not lower test ECE "
                f"({before['test']['ece']:.4f} -> {after[chosen]['test']['ece']:.4f}); not kept")
     report = make_report(
-        name=f"calibration-{name}", kind=spec.kind, weights=None, metrics=metrics, classes=classes,
+        name=f"calibration-{name}", kind=spec.kind, weights=f"{name} (shipped)", metrics=metrics, classes=classes,
         artifact=artifact_info(root / spec.artifact, ROOT), data={"source": Path(data.source).name, "sha256": data.sha256},
-        model=name, bins=args.bins, calibration=final.to_json(), calibration_kept=bool(keep), chosen_on_val=chosen,
+        eligible_on_val=allowed, model=name, tta=getattr(predictor, "tta", None), bins=args.bins, calibration=final.to_json(), calibration_kept=bool(keep), chosen_on_val=chosen,
         cv_ece_val=cv, fitted={k: c.to_json() for k, c in fitted.items()}, before=before, after=after,
-        notes=f"probabilities of {name} as the Analyzer returns them (no TTA) on the 48x48 faces; "
-              f"calibrations fitted on val, chosen by {FOLDS}-fold ECE inside val; {verdict}. "
+        notes=f"probabilities of {name} as the registry loads it and the Analyzer returns them (test-time "
+              f"augmentation {getattr(predictor, 'tta', 'none')!r}) on the 48x48 faces; "
+              f"calibrations fitted on val, chosen by {FOLDS}-fold ECE inside val among those that keep val "
+              f"accuracy ({', '.join(allowed)}); {verdict}. "
               "metrics.* are the kept (calibrated) probabilities; ece_before is the shipped model's.",
         figures=["reliability_val.png", "reliability_test.png"])
     write_report(report, out)
@@ -118,12 +123,15 @@ def main(argv=None) -> int:
 
 def markdown_tables(name, before, after, cv, chosen, keep, final, classes) -> str:
     lines = ["", "## Calibration (ECE: 15 confidence bins, top label)", "",
-             "| probabilities | val ECE | val NLL | test ECE | test NLL | val 5-fold ECE |", "|---|---:|---:|---:|---:|---:|",
-             f"| {name} as shipped | {before['val']['ece']:.4f} | {before['val']['nll']:.4f} | "
-             f"{before['test']['ece']:.4f} | {before['test']['nll']:.4f} | {cv['as shipped']:.4f} |"]
+             "| probabilities | val acc. | val ECE | val NLL | test acc. | test ECE | test NLL | val 5-fold ECE |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|",
+             f"| {name} as shipped | {before['val']['accuracy']:.4f} | {before['val']['ece']:.4f} | "
+             f"{before['val']['nll']:.4f} | {before['test']['accuracy']:.4f} | {before['test']['ece']:.4f} | "
+             f"{before['test']['nll']:.4f} | {cv['as shipped']:.4f} |"]
     for k, a in after.items():
-        lines.append(f"| {k} (fitted on val) | {a['val']['ece']:.4f} | {a['val']['nll']:.4f} | "
-                     f"{a['test']['ece']:.4f} | {a['test']['nll']:.4f} | {cv[k]:.4f} |")
+        lines.append(f"| {k} (fitted on val) | {a['val']['accuracy']:.4f} | {a['val']['ece']:.4f} | "
+                     f"{a['val']['nll']:.4f} | {a['test']['accuracy']:.4f} | {a['test']['ece']:.4f} | "
+                     f"{a['test']['nll']:.4f} | {cv[k]:.4f} |")
     lines += ["", f"Chosen on val: **{chosen}**; kept: **{keep}** (temperature {final.temperature:.4f}"
               + (f", bias {[round(b, 4) for b in final.bias]}" if final.bias else "") + ").", "",
               "## Per-class bias as shipped (argmax counts)", "",
