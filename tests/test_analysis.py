@@ -199,8 +199,9 @@ def test_resume_skips_up_to_date_inputs(tmp_path, settings, video, photos):
     assert (again.done, again.cached, again.frames) == (0, 2, 0)
     assert {p: p.stat().st_mtime_ns for p in before} == before  # nothing rewritten
     assert pd.read_csv(out / "index.csv")["status"].tolist() == ["cached", "cached"]
-    changed = dataclasses.replace(settings, smoothing=1.0)  # another setting: the video runs again
-    assert run_batch([video], out, changed, progress=False).done == 1
+    changed = dataclasses.replace(settings, smoothing=1.0)  # a video setting: the video runs again, not the photos
+    res = run_batch([video, photos], out, changed, progress=False)
+    assert (res.done, res.cached) == (1, 1) and res.index["status"].tolist() == ["done", "cached"]
     assert run_batch([video], out, settings, progress=False, force=True).done == 1
 
 

@@ -46,6 +46,8 @@ VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", 
 INDEX = "index.csv"
 META = "meta.json"
 OUTPUT_SCHEMA = 1  # bump when the outputs of the same input and settings change
+WORKER_START_TIMEOUT = 180  # s: local Dask workers must be up by then (TimeoutError otherwise)
+MODEL_LOAD_TIMEOUT = 900    # s: every worker must have loaded the model by then
 INDEX_COLUMNS = ["input", "kind", "output", "status", "error", "frames", "faces", "tracks", "frames_without_face",
                  "skipped_files", "model", "content_sha256"]
 
@@ -69,9 +71,12 @@ class Settings:
     tf_threads: int = 1
     pipeline: bool = True
 
-    def result_key(self) -> dict:
-        """The settings that change results (not where models live, threads, or pipelining)."""
+    def result_key(self, kind: str = "video") -> dict:
+        """The settings that change the results of a ``kind`` input (not where models live, threads, or
+        pipelining; for photos, not the video-only settings)."""
         skip = {"models_dir", "tf_threads", "pipeline"}
+        if kind == "photos":
+            skip |= {"detect_every", "smoothing", "detect_width", "max_frames"}
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
 
 
@@ -163,7 +168,7 @@ def content_sha256(job: Job) -> str:
 
 def run_key(job: Job, content: str, settings: Settings) -> str:
     blob = json.dumps({"schema": OUTPUT_SCHEMA, "kind": job.kind, "content_sha256": content,
-                       "settings": settings.result_key()}, sort_keys=True)
+                       "settings": settings.result_key(job.kind)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -234,14 +239,15 @@ def _cached_analyzer(model: str, fingerprint: str, models_dir: str | None, crop_
 
 
 def worker_analyzer(settings: Settings):
-    """The Analyzer of this process for ``settings`` (loaded on first use, then reused by every task)."""
+    """The Analyzer of this process for ``settings`` (loaded on first use, then reused by every task: on
+    Dask each worker process keeps its own)."""
     return _cached_analyzer(settings.model, settings.model_fingerprint, settings.models_dir, settings.crop_margin,
                             settings.upsample, settings.tf_threads)
 
 
 def warm_up(settings: Settings) -> str:
     """Load the model in this process and run it once on a blank 48x48 crop (so that one-time graph
-    building is not charged to the first input); Dask: ``client.run(warm_up, settings)`` on every worker."""
+    building is not charged to the first input); on Dask it runs once as a task on every worker."""
     import numpy as np
 
     analyzer = worker_analyzer(settings)
@@ -270,7 +276,7 @@ def analyze_job(job: Job, settings: Settings, key: str, content: str,
         return {"order": job.order, "status": "error", "error": one_line(e), "files": {}, "meta": {}}
     meta.update({"schema": OUTPUT_SCHEMA, "input": job.input, "kind": job.kind, "key": key,
                  "content_sha256": content, "model": analyzer.name, "model_fingerprint": settings.model_fingerprint,
-                 "settings": settings.result_key(), "outputs": sorted(files),
+                 "settings": settings.result_key(job.kind), "outputs": sorted(files),
                  "seconds": round(time.perf_counter() - t0, 3)})
     return {"order": job.order, "status": "done", "error": None, "files": files, "meta": meta}
 
@@ -497,7 +503,7 @@ def dask_client(settings: Settings, workers: int, scheduler: str | None, jobs: i
     (closed on exit) or on the scheduler at ``scheduler``; the model is loaded on every worker first."""
     import logging
 
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client, LocalCluster, wait
 
     env = tf_thread_env(settings.tf_threads)
     os.environ.update(env)  # spawned local workers inherit it; the Nanny sets it as well
@@ -506,14 +512,22 @@ def dask_client(settings: Settings, workers: int, scheduler: str | None, jobs: i
         if scheduler:
             client = Client(scheduler, timeout="20s")
         else:
-            cluster = LocalCluster(n_workers=min(workers, jobs), threads_per_worker=1, processes=True,
+            n = min(workers, jobs)
+            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                    dashboard_address=None, silence_logs=logging.ERROR, env=env)
             client = Client(cluster)
+            client.wait_for_workers(n, timeout=WORKER_START_TIMEOUT)
         with client:
-            n = len(client.run(warm_up, settings))  # every worker loads the model once, up front
-            if n == 0:
+            addresses = sorted(client.scheduler_info()["workers"])
+            if not addresses:
                 raise ConnectionError(f"the Dask cluster at {scheduler} has no workers")
-            yield client, n
+            # every worker loads the model once, up front, as a task (client.run would block the worker's
+            # event loop for the whole load, long enough on a busy machine for its connections to time out)
+            loads = [client.submit(warm_up, settings, workers=[a], allow_other_workers=False, pure=False)
+                     for a in addresses]
+            wait(loads, timeout=MODEL_LOAD_TIMEOUT)
+            client.gather(loads)
+            yield client, len(addresses)
     finally:
         if cluster is not None:
             cluster.close()
