@@ -348,7 +348,7 @@ def run(args: argparse.Namespace) -> int:
     ship = hp.save(models_root / "hybrid" / "hybrid.json", models_root=models_root,
                    extra={"val_accuracy": val_acc, "variant": name, "report": f"experiments/reports/{name}/report.json"})
     report = json.loads((out_root / name / "report.json").read_text())
-    head = ship.with_name("hybrid-fusion.joblib")
+    head = ship.with_name("hybrid-fusion.skops")
     artifacts.update_manifest("hybrid", ship, root=models_root, command=command, data=report["data"], weights=weights,
                               metrics={s: {k: report["metrics"][s][k] for k in ("accuracy", "macro_f1", "n")}
                                        for s in SPLITS},

@@ -96,12 +96,11 @@ def resolve_source(source: str | os.PathLike | None = None) -> Path:
     return path
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file (:func:`fer_hybrid.safe_io.file_sha256`, cached by path, size and mtime)."""
+    from .safe_io import file_sha256
+
+    return file_sha256(path)
 
 
 def source_sha256(path: Path) -> str:

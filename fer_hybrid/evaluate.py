@@ -6,7 +6,6 @@ abstained (e.g. no landmarks): it counts as an error for accuracy and is reporte
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import os
 import platform
 import subprocess
@@ -18,6 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 from sklearn import metrics as skm
 
+from .safe_io import file_sha256  # noqa: F401  (one cached sha256 helper; re-exported)
 from .labels import STUDY_EMOTIONS
 
 ABSTAIN = -1
@@ -99,14 +99,6 @@ def ms_per_face(predict_one: Callable[[np.ndarray], object], face: np.ndarray, r
         predict_one(face)
         times.append(time.perf_counter() - t0)
     return float(np.median(times) * 1e3)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _version(module: str) -> str | None:
