@@ -1,0 +1,62 @@
+"""Ship the CNN ensemble chosen on val under its honest name, ``ensemble``.
+
+    python experiments/ship_ensemble.py [--report experiments/reports/cnn-ensemble-.../report.json]
+
+Method: the ensemble report written by ``experiments/hybrid.py --cnn-ensemble ...`` (members and weights by
+greedy selection on val, TTA policy chosen on val) carries its descriptor (``ensemble.json`` beside the
+report). This script copies that descriptor to ``models/ensemble/ensemble.json`` with the CNN files relative
+to the models folder, checks every member against the manifest's sha256, and records the model in the
+manifest with the report's metrics (the accuracy of exactly this descriptor, as the registry runs it).
+Nothing is re-fitted; ``python -m fer_hybrid.verify --models ensemble`` re-evaluates it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REPORT = ROOT / "experiments" / "reports" / ("cnn-ensemble-vggbn-s7+vggbn-s7-fp+vggbn-long+vggbn-s7-long+"
+                                             "vggbn-long-ft+mobilenetv2+baseline") / "report.json"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--report", type=Path, default=REPORT)
+    args = ap.parse_args(argv)
+    from fer_hybrid import _atomic, artifacts
+    from fer_hybrid.evaluate import command_line
+    from fer_hybrid.hybrid import validate_ensemble_descriptor
+    from fer_hybrid.safe_io import file_sha256
+
+    # 1. The chosen ensemble: its report and descriptor.
+    report = json.loads(args.report.read_text())
+    desc = json.loads((args.report.parent / "ensemble.json").read_text())
+    models = artifacts.models_dir()
+    # 2. Its members must be the shipped files it was evaluated with.
+    for f, sha in zip(desc["cnn"]["files"], desc["cnn"]["sha256"]):
+        if file_sha256(models / f) != sha:
+            print(f"error: {f} changed since the ensemble was evaluated; re-run experiments/hybrid.py", file=sys.stderr)
+            return 1
+    # 3. The shipped descriptor: files relative to models/, only the tta field (no legacy flip_tta).
+    desc["models_root"] = ".."
+    desc["cnn"].pop("flip_tta", None)
+    path = models / "ensemble" / "ensemble.json"
+    validate_ensemble_descriptor(desc, path)
+    _atomic.write_text(path, json.dumps(desc, indent=2) + "\n")
+    # 4. The manifest entry: what the registry loads, with the report's accuracy of exactly that.
+    rel = args.report.resolve().relative_to(ROOT).as_posix()
+    artifacts.update_manifest(
+        "ensemble", path, command=command_line(), data=report["data"], weights=None,
+        metrics={s: {k: report["metrics"][s][k] for k in ("accuracy", "macro_f1", "n")} for s in ("train", "val", "test")},
+        report=rel, kind="cnn", loader="cnn_ensemble", tta=desc["cnn"]["tta"],
+        description=f"weighted average of {len(desc['members'])} of our CNNs ({', '.join(desc['members'])}) "
+                    f"under the {desc['cnn']['tta']} TTA policy, chosen on val: the most accurate model, not a live one",
+        train_command=report["command"])
+    print(f"ensemble -> {path.relative_to(ROOT)} (test {report['metrics']['test']['accuracy']:.4f}, report {rel})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
