@@ -191,6 +191,16 @@ def test_batch_outputs_for_a_video_and_a_photo_folder(tmp_path, settings, video,
     assert no_temp_files(out)
 
 
+def test_parquet_outputs(tmp_path, settings, photos):
+    out = tmp_path / "out"
+    res = run_batch([photos], out, dataclasses.replace(settings, fmt="parquet"), progress=False)
+    folder = out / res.index.loc[0, "output"]
+    assert sorted(p.name for p in folder.iterdir()) == ["contact_sheet.png", "meta.json", "summary.parquet",
+                                                        "table.parquet"]
+    df = read_table(folder / "table.parquet")
+    assert list(df.columns) == COLUMNS and len(df) == 5 and str(df["track_id"].dtype) == "Int64"
+
+
 def test_resume_skips_up_to_date_inputs(tmp_path, settings, video, photos):
     out = tmp_path / "out"
     run_batch([video, photos], out, settings, progress=False)

@@ -487,8 +487,8 @@ def run_batch(inputs: Sequence[str | os.PathLike], out: str | os.PathLike, setti
     finally:
         for bar in bars:
             bar.close()
-        for job in jobs:  # interrupted: what did not run is listed as such
-            rows.setdefault(job.order, index_row(job, "not run", error="interrupted"))
+        for job in jobs:  # interrupted, or the cluster / model failed: what did not run is listed as such
+            rows.setdefault(job.order, index_row(job, "not run", error="the batch stopped before this input"))
         index = index_frame([rows[j.order] for j in jobs])
         index_path = write_table(index, out / INDEX, "csv")
     status = index["status"].value_counts()
