@@ -421,7 +421,8 @@ class VideoAnalysis:
         """pandas DataFrame, one row per face per frame (and one per frame without a face)."""
         from .table import to_dataframe
 
-        return to_dataframe(self.frames(), source=self.description, model=self.analyzer.name)
+        return to_dataframe(self.frames(), source=self.description, model=self.analyzer.name,
+                            classes=self.analyzer.classes)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
