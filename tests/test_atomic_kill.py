@@ -132,6 +132,21 @@ def test_report_writer_killed_before_rename_keeps_previous(previous_report):
     assert rp.find_reports(out.parent) == [out / "report.json"]  # a stray temp file is never taken for a report
 
 
+def test_temp_files_of_a_killed_writer_name_its_pid_and_the_next_write_removes_them(previous_report):
+    out, src = previous_report
+    proc = start(REPORT_CHILD, src, out, block_fsync=True)
+    try:
+        wait_for(proc, "inside")
+    finally:
+        kill(proc)
+    left = leftovers(out)
+    assert left and all(n.startswith((".report.json.tmp-", ".report.md.tmp-")) and f".tmp-{proc.pid}-" in n
+                        for n in left)  # recognisable: hidden, named after the target and the dead writer
+    rp.write_report(base_report(), out)  # the next write of the same files cleans up after the dead one
+    assert leftovers(out) == []
+    assert rp.read_report(out / "report.json")["name"] == "version-0"
+
+
 def test_report_writer_killed_at_random_moment_leaves_a_complete_report(previous_report):
     out, src = previous_report
     for delay in random.Random(0).sample([0.05, 0.13, 0.29, 0.41, 0.6], 2):
