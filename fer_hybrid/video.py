@@ -13,7 +13,6 @@ import dataclasses
 import json
 import os
 import queue
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -24,6 +23,8 @@ import numpy as np
 SAMPLE = Path(__file__).resolve().parent / "assets" / "sample.mp4"
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".gif", ".jp2", ".pbm")
 MAX_CONSECUTIVE_FAILURES = 50
+MAX_IMAGE_PIXELS = 100_000_000  # images whose header claims more (width * height) are skipped, never decoded
+MAX_CAMERA_INDEX = 9999
 
 
 class SourceError(OSError):
@@ -98,6 +99,40 @@ def decode_image(path: str | Path) -> np.ndarray | None:
     return _to_bgr(img)
 
 
+def image_size(path: str | Path) -> tuple[int, int] | int | None:
+    """(width, height) from an image file's header (Pillow reads no pixels); only the pixel count (int) when
+    it exceeds Pillow's decompression-bomb bound; None when Pillow cannot parse the file."""
+    import re
+    import warnings
+
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow is a dependency
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # DecompressionBombWarning: the caller decides, without decoding
+        try:
+            with Image.open(path) as im:
+                return int(im.size[0]), int(im.size[1])
+        except Image.DecompressionBombError as e:
+            m = re.search(r"\((\d+) pixels\)", str(e))
+            return int(m.group(1)) if m else 2 * int(Image.MAX_IMAGE_PIXELS or 0) + 1
+        except Exception:  # noqa: BLE001 - not an image Pillow knows
+            return None
+
+
+def too_large_reason(path: str | Path, limit: int = MAX_IMAGE_PIXELS) -> str | None:
+    """A one-line reason when the image's header claims more than ``limit`` pixels, else None."""
+    size = image_size(path)
+    if size is None:
+        return None
+    pixels = size if isinstance(size, int) else size[0] * size[1]
+    if pixels <= limit:
+        return None
+    dims = "" if isinstance(size, int) else f"{size[0]} x {size[1]} = "
+    return f"image {path} is too large to decode ({dims}{pixels / 1e6:.1f} megapixels; limit {limit / 1e6:g})"
+
+
 def _to_bgr(img: np.ndarray) -> np.ndarray:
     import cv2
 
@@ -117,6 +152,7 @@ class CaptureSource(FrameSource):
         self.is_camera = isinstance(target, int)
         self.kind = "camera" if self.is_camera else "video"
         self.description = f"camera {target}" if self.is_camera else str(target)
+        self.path = None if self.is_camera else Path(target)  # the video file (outputs must not replace it)
         self.skipped = 0
         if not self.is_camera:
             path = Path(target)
@@ -178,7 +214,8 @@ class CaptureSource(FrameSource):
 
 
 class ImageSource(FrameSource):
-    """One image file or every image in a folder (sorted by name); unreadable images are skipped."""
+    """One image file or every image in a folder (sorted by name); unreadable images, and images whose
+    header claims more than :data:`MAX_IMAGE_PIXELS` (listed in ``too_large`` too), are skipped."""
 
     kind = "images"
 
@@ -188,23 +225,37 @@ class ImageSource(FrameSource):
         self.fps = fps
         self.skipped = 0
         self.skipped_files: list[str] = []
+        self.too_large: list[str] = []
 
     def __iter__(self) -> Iterator[Frame]:
         index = 0
         for p in self.paths:
-            img = decode_image(p)
+            big = too_large_reason(p)
+            img = None if big else decode_image(p)
             if img is None:
                 self.skipped += 1
                 self.skipped_files.append(str(p))
+                if big:
+                    self.too_large.append(str(p))
                 continue
             yield Frame(index, round(index / self.fps, 4), img, str(p))
             index += 1
 
 
 def open_source(spec: str | int | Path, image_fps: float = 10.0) -> FrameSource:
-    """Source from a CLI string: camera index (``"0"``), ``"sample"``, an image file, a folder, or a video."""
+    """Source from a CLI string: camera index (``"0"``), ``"sample"``, an image file, a folder, or a video.
+
+    SourceError for an empty string, a camera index above :data:`MAX_CAMERA_INDEX`, or an image whose header
+    claims more than :data:`MAX_IMAGE_PIXELS`.
+    """
+    if isinstance(spec, str) and not spec.strip():
+        raise SourceError("empty source: give a camera index, a video, an image, a folder of images or 'sample'")
     if isinstance(spec, int) or (isinstance(spec, str) and spec.strip().isdigit() and not Path(spec).exists()):
-        return CaptureSource(int(spec))
+        index = int(spec)
+        if not 0 <= index <= MAX_CAMERA_INDEX:
+            shown = str(index) if len(str(index)) <= 20 else f"{str(index)[:20]}..."
+            raise SourceError(f"camera index {shown} is out of range (0..{MAX_CAMERA_INDEX})")
+        return CaptureSource(index)
     if isinstance(spec, str) and spec == "sample":
         if not SAMPLE.exists():
             raise SourceError(f"the bundled sample clip is missing ({SAMPLE}); reinstall fer-hybrid")
@@ -218,6 +269,9 @@ def open_source(spec: str | int | Path, image_fps: float = 10.0) -> FrameSource:
             raise SourceError(f"no images ({', '.join(IMAGE_EXTS)}) in folder {path}")
         return ImageSource(files, str(path), image_fps)
     if path.suffix.lower() in IMAGE_EXTS:
+        big = too_large_reason(path)
+        if big:
+            raise SourceError(big)
         if decode_image(path) is None:
             raise SourceError(f"cannot read image {path}")
         return ImageSource([path], str(path), image_fps)
@@ -225,81 +279,236 @@ def open_source(spec: str | int | Path, image_fps: float = 10.0) -> FrameSource:
 
 
 # ---------------------------------------------------------------------------------------------
-# Atomic writers: write to a hidden temp file beside the target, rename on successful close
+# Atomic writers: write to a hidden temp file beside the target, publish only a complete, verified file
 # ---------------------------------------------------------------------------------------------
-def _publish(tmp: Path, path: Path) -> Path:
-    """Rename ``tmp`` onto ``path`` with the usual umask permissions (mkstemp creates 0600 files)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
-    return path
+VIDEO_FOURCC = {".mp4": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "XVID"}
+VIDEO_EXTS = tuple(VIDEO_FOURCC)
 
 
-def _temp_beside(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
+class OutputError(OSError):
+    """An output could not be written completely; nothing was published and its temp file is gone."""
+
+
+def image_writer_exts() -> tuple[str, ...]:
+    """Image extensions OpenCV can encode here (a subset of :data:`IMAGE_EXTS`)."""
+    import cv2
+
+    return tuple(e for e in IMAGE_EXTS if cv2.haveImageWriter(f"x{e}"))
+
+
+def check_video_file(path: str | Path, frames: int) -> str | None:
+    """Why the video at ``path`` is not a complete ``frames``-frame video, or None when it is: it must
+    open, report ``frames`` frames (when its container says) and decode its first and last frame."""
+    import cv2
+
+    with quiet_opencv():
+        cap = cv2.VideoCapture(str(path))
+        try:
+            if not cap.isOpened():
+                return "the written file does not open as a video"
+            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+            if count > 0 and count != frames:
+                return f"the written file holds {count} frames instead of {frames}"
+            ok, img = cap.read()
+            if not ok or img is None:
+                return "the written file's first frame does not decode"
+            if frames > 1:
+                cap.set(cv2.CAP_PROP_POS_FRAMES, frames - 1)
+                ok, img = cap.read()
+                if not ok or img is None:
+                    return f"the written file's last frame ({frames}) does not decode"
+        finally:
+            cap.release()
+    return None
+
+
+def _describe(e: OSError) -> str:
+    return e.strerror or str(e) or type(e).__name__
 
 
 class AtomicVideoWriter:
-    """cv2.VideoWriter (mp4v) into a temp file, renamed to ``path`` on :meth:`close`; :meth:`abort` drops it.
+    """cv2.VideoWriter into a hidden temp file beside ``path``; :meth:`close` publishes it only when the
+    writer released cleanly and the file reopens with :func:`check_video_file`, else removes it and raises
+    :class:`OutputError`. :meth:`abort` drops it. ``fourcc`` defaults by extension (:data:`VIDEO_FOURCC`).
 
     Frames of another size than ``size`` (w, h) are resized, so image folders of mixed sizes still work.
+    A symlink ``path`` is written through; an existing file keeps its mode (:mod:`fer_hybrid._atomic`).
     """
 
-    def __init__(self, path: str | Path, fps: float, size: tuple[int, int], fourcc: str = "mp4v"):
+    def __init__(self, path: str | Path, fps: float, size: tuple[int, int], fourcc: str | None = None):
         import cv2
 
-        self.path = Path(path)
+        from ._atomic import clean_stale, resolve_target, temp_beside
+
+        self.path = resolve_target(path)
+        fourcc = fourcc or VIDEO_FOURCC.get(self.path.suffix.lower(), "mp4v")
         self.size = (int(size[0]), int(size[1]))
-        self.tmp = _temp_beside(self.path)
+        clean_stale(self.path)
+        self.tmp = temp_beside(self.path)
         self.frames = 0
-        self._writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*fourcc), float(fps), self.size)
+        with quiet_opencv():
+            self._writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*fourcc), float(fps), self.size)
         if not self._writer.isOpened():
             self.tmp.unlink(missing_ok=True)
-            raise OSError(f"cannot open a {fourcc} video writer for {self.path}")
+            raise OutputError(f"cannot open a {fourcc} video writer for {self.path}")
 
     def write(self, frame: np.ndarray) -> None:
         import cv2
 
         if (frame.shape[1], frame.shape[0]) != self.size:
             frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
-        self._writer.write(frame)
+        with quiet_opencv():  # a failing write (disk full) logs once per frame; close() reports it once
+            self._writer.write(frame)
         self.frames += 1
 
+    def finish(self) -> None:
+        """Release the writer and verify the temp file; on failure remove it and raise OutputError."""
+        try:
+            with quiet_opencv():
+                self._writer.release()
+            problem = check_video_file(self.tmp, self.frames) if self.frames else "no frames were written"
+        except OSError as e:
+            problem = _describe(e)
+        if problem:
+            self.tmp.unlink(missing_ok=True)
+            raise OutputError(f"video {self.path} not written: {problem} (disk full or file size limit?)")
+
+    def publish(self) -> Path:
+        """Rename the finished temp file onto ``path`` (keeping an existing file's mode)."""
+        from ._atomic import publish
+
+        try:
+            return publish(self.tmp, self.path)
+        except OSError as e:
+            raise OutputError(f"video {self.path} not written: {_describe(e)}") from None
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
     def close(self) -> Path:
-        self._writer.release()
-        return _publish(self.tmp, self.path)
+        """:meth:`finish` then :meth:`publish`; returns ``path``."""
+        self.finish()
+        return self.publish()
 
     def abort(self) -> None:
-        self._writer.release()
-        self.tmp.unlink(missing_ok=True)
+        try:
+            with quiet_opencv():
+                self._writer.release()
+        finally:
+            self.tmp.unlink(missing_ok=True)
 
 
 class AtomicJsonlWriter:
-    """One JSON object per line into a temp file, renamed to ``path`` on :meth:`close` (fsync first)."""
+    """One JSON object per line into a hidden temp file, renamed to ``path`` on :meth:`close` (fsync first).
+
+    Write errors (disk full, file size limit) raise :class:`OutputError` with one line; the temp file is
+    removed by :meth:`abort` (or by :meth:`close` when it fails).
+    """
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.tmp = _temp_beside(self.path)
-        self._f = open(self.tmp, "w", encoding="utf-8")
+        from ._atomic import clean_stale, resolve_target, temp_beside
+
+        self.path = resolve_target(path)
+        clean_stale(self.path)
+        self.tmp = temp_beside(self.path)
+        try:
+            self._f = open(self.tmp, "w", encoding="utf-8")
+        except OSError:
+            self.tmp.unlink(missing_ok=True)
+            raise
         self.lines = 0
 
+    def _error(self, e: OSError) -> OutputError:
+        return OutputError(f"cannot write {self.path}: {_describe(e)}")
+
     def write(self, record: dict) -> None:
-        self._f.write(json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n")
+        line = json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n"
+        try:
+            self._f.write(line)
+        except OSError as e:
+            raise self._error(e) from None
         self.lines += 1
 
+    def finish(self) -> None:
+        """Flush and close the temp file; on failure remove it and raise OutputError."""
+        try:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self._f.close()
+        except OSError as e:
+            self.abort()
+            raise self._error(e) from None
+
+    def publish(self) -> Path:
+        from ._atomic import publish
+
+        try:
+            return publish(self.tmp, self.path, fsync=False)
+        except OSError as e:
+            raise self._error(e) from None
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
     def close(self) -> Path:
-        self._f.flush()
-        os.fsync(self._f.fileno())
-        self._f.close()
-        return _publish(self.tmp, self.path)
+        """:meth:`finish` then :meth:`publish`; returns ``path``."""
+        self.finish()
+        return self.publish()
+
+    def _close_quietly(self) -> None:
+        try:
+            self._f.close()  # flushes what is buffered: may fail again on a full disk
+        except OSError:
+            pass
 
     def abort(self) -> None:
-        self._f.close()
+        self._close_quietly()
         self.tmp.unlink(missing_ok=True)
+
+
+class AtomicImageWriter:
+    """Annotated images, one per target path, staged to hidden temp files beside their targets and all
+    published together by :meth:`close` (none on :meth:`abort` or on an error). The format follows each
+    target's extension (cv2.imencode). Stale temp files of killed runs are not looked for here (one folder
+    listing per image would be quadratic): call :func:`fer_hybrid._atomic.clean_stale` with all targets."""
+
+    def __init__(self):
+        self._staged: list[tuple[Path, Path]] = []  # (tmp, target)
+
+    @property
+    def paths(self) -> list[Path]:
+        return [t for _, t in self._staged]
+
+    def write(self, path: str | Path, image: np.ndarray) -> None:
+        import cv2
+
+        from ._atomic import resolve_target, temp_beside
+
+        target = resolve_target(path)
+        ok, buf = cv2.imencode(target.suffix.lower(), image)
+        if not ok:
+            raise OutputError(f"cannot encode an image as {target.suffix} for {target}")
+        tmp = temp_beside(target)
+        self._staged.append((tmp, target))
+        try:
+            with open(tmp, "wb") as f:
+                f.write(buf.tobytes())
+        except OSError as e:
+            raise OutputError(f"cannot write {target}: {_describe(e)}") from None
+
+    def close(self) -> list[Path]:
+        from ._atomic import publish
+
+        try:
+            for tmp, target in self._staged:
+                publish(tmp, target)
+        except OSError as e:
+            raise OutputError(f"cannot publish annotated images: {_describe(e)}") from None
+        finally:
+            self.abort()  # removes whatever was not renamed
+        return self.paths
+
+    def abort(self) -> None:
+        for tmp, _ in self._staged:
+            tmp.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -223,7 +223,8 @@ def test_window_q_quits_and_imshow_stays_in_main_thread(tmp_path, models_dir, mo
     assert not stage_a_threads()
 
 
-def test_keyboard_interrupt_keeps_frames_so_far_and_stops_the_worker(tmp_path, models_dir, monkeypatch):
+def test_keyboard_interrupt_publishes_nothing_and_stops_the_worker(tmp_path, models_dir, monkeypatch, capsys):
+    """Ctrl-C mid-run: exit 130, 'interrupted after N frames', the previous output kept, no temp file left."""
     calls = []
     orig = realtime.RealtimeRunner.classify
 
@@ -236,7 +237,11 @@ def test_keyboard_interrupt_keeps_frames_so_far_and_stops_the_worker(tmp_path, m
     monkeypatch.setattr(realtime.RealtimeRunner, "classify", classify)
     video = write_video(tmp_path / "in.mp4", face_frames(10))
     jl = tmp_path / "k.jsonl"
-    assert run_cli(["--source", video, "--jsonl", jl], models_dir) == 0
-    assert [r["index"] for r in read_jsonl(jl)] == [0, 1, 2]
+    jl.write_text("previous\n")
+    assert run_cli(["--source", video, "--jsonl", jl], models_dir) == 130
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("interrupted after 3 frames (SIGINT)")
+    assert jl.read_text() == "previous\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "k.jsonl"]  # no temp file
     time.sleep(0.01)
     assert not stage_a_threads()
