@@ -19,10 +19,13 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -31,7 +34,8 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
-from test_realtime import FACE, ROOT, TINY, face_frames, read_jsonl, run_subprocess, write_video  # noqa: E402
+from test_realtime import (FACE, ROOT, TINY, count_frames, face_frames, read_jsonl, run_subprocess,  # noqa: E402
+                           write_video)
 
 from fer_hybrid import compare, realtime  # noqa: E402
 from fer_hybrid.data import DataError, load_fer2013  # noqa: E402
@@ -86,6 +90,16 @@ CASES: tuple[Case, ...] = (
     Case("api-camera-missing", API, "camera index 97", "SourceError 'camera index 97 does not open'"),
     Case("api-bad-crops", API, "crops: empty (5, 0, 3); NaN float; uint16; no crops",
          "ValueError; ValueError; scaled like 8-bit; (0, 5) result"),
+    Case("api-empty-source", API, "open_source('') and open_source('  ')", "SourceError 'empty source' (not the current folder)"),
+    Case("api-huge-camera-index", API, "open_source('99999999999999999999')", "SourceError 'camera index ... out of range'"),
+    Case("api-huge-header-image", API, "PNG whose header claims 20000 x 20000 (400 megapixels), alone and in a folder",
+         "alone: SourceError 'too large'; in a folder: skipped, listed in too_large, never decoded"),
+    Case("api-video-writer-no-frames", API, "AtomicVideoWriter closed without frames over an existing file",
+         "OutputError 'not written'; previous file intact; no temp file"),
+    Case("api-video-writer-unreadable", API, "AtomicVideoWriter whose file does not reopen with its frames",
+         "OutputError naming the problem; previous file intact; no temp file"),
+    Case("api-stale-temp", API, "temp files beside a target from a dead PID, a live PID and another target",
+         "clean_stale removes only the dead PID's file of that target"),
     # ---- models: fer_hybrid.predictors.load_predictor
     Case("api-unknown-model", API, "load_predictor('nope')", "ValueError listing the valid names"),
     Case("api-missing-artifact", API, "registered model without its file", "ArtifactMissingError naming the training command"),
@@ -127,6 +141,57 @@ CASES: tuple[Case, ...] = (
     Case("rt-no-face", RT, "--source image without a face", "exit 0; faces: []"),
     Case("rt-many-faces", RT, "--source 12-face image --detect-width 0", "exit 0; 12 faces, labels in the 5 classes"),
     Case("rt-huge-image", RT, "--source 10000x10000 PNG", "exit 0; 1 face", slow=True),
+    # ---- outputs: refused before any work, published only complete, never onto the input
+    Case("rt-out-char-device", RT, "--jsonl /dev/null (a character device)",
+         E2 + " 'character device'; the device stays"),
+    Case("rt-out-fifo", RT, "--jsonl a FIFO", E2 + " 'FIFO'; nothing blocks"),
+    Case("rt-out-folder-for-video", RT, "--output an existing folder, video source",
+         E2 + " 'is a folder'; no temp file"),
+    Case("rt-out-is-input", RT, "--jsonl = the --source video; via a symlink; via a hard link",
+         E2 + " 'would overwrite the input'; input unchanged"),
+    Case("rt-out-folder-is-input", RT, "image folder source, --output the same folder/",
+         E2 + " 'would overwrite the input'; images unchanged"),
+    Case("rt-out-same-path", RT, "--output P.mp4 --jsonl P.mp4", E2 + " 'same file'"),
+    Case("rt-out-image-for-video", RT, "--output x.png, video source",
+         E2 + " 'is an image, but the source is a video'"),
+    Case("rt-out-one-image-for-folder", RT, "--output x.png, folder of 3 images", E2 + " 'names one image'"),
+    Case("rt-out-bad-extension", RT, "--output x.txt; --output x (no extension)", E2 + " 'unsupported extension'"),
+    Case("rt-out-png-photo", RT, "photo source, --output annotated.png",
+         "exit 0; a PNG that decodes at the photo's size"),
+    Case("rt-out-images-dir", RT, "folder of 3 images + junk, --output DIR/",
+         "exit 0; DIR holds one annotated image per decodable input, same names"),
+    Case("rt-out-keeps-mode", RT, "existing --output .mp4 and --jsonl with mode 0640", "exit 0; both still 0640"),
+    Case("rt-out-symlink", RT, "--jsonl a symlink to a file",
+         "exit 0; the link stays a link, the file it points at is replaced"),
+    Case("rt-write-fails-video", RT, "--output video with RLIMIT_FSIZE 100 kB (subprocess)",
+         E2 + " 'not written'; previous video intact; no temp file"),
+    Case("rt-write-fails-jsonl", RT, "--jsonl with RLIMIT_FSIZE 20 kB (subprocess)",
+         E2 + " 'File too large', no traceback; previous file intact; no temp file"),
+    Case("rt-sigint-startup", RT, "SIGINT while the model loads (subprocess)",
+         "exit 130, one line 'interrupted after 0 frames'; previous outputs intact; no temp file"),
+    Case("rt-sigint-midrun", RT, "SIGINT mid-run (subprocess)",
+         "exit 130, one line 'interrupted after N frames'; previous outputs intact; no temp file"),
+    Case("rt-sigterm-midrun", RT, "SIGTERM mid-run (subprocess)",
+         "exit 143, one line 'interrupted after N frames (SIGTERM)'; previous outputs intact; no temp file"),
+    Case("rt-sigkill-stale-temp", RT, "SIGKILL mid-run, then a second run to the same outputs",
+         "previous outputs intact after the kill; the next run removes the killed run's temp files"),
+    # ---- options and start-up
+    Case("rt-opt-crop-margin", RT, "--crop-margin nan / -0.1 / 2.5 / inf", E2 + " naming --crop-margin"),
+    Case("rt-opt-detect-width", RT, "--detect-width -1 / 5 / nan / 1.5", E2 + " naming --detect-width"),
+    Case("rt-opt-upsample", RT, "--upsample -1 / 4 / 1.5", E2 + " naming --upsample"),
+    Case("rt-opt-image-fps", RT, "--image-fps 0 / -1 / nan / inf / 1000", E2 + " naming --image-fps"),
+    Case("rt-opt-tf-threads", RT, "--tf-threads -1 / 65 / nan", E2 + " naming --tf-threads"),
+    Case("rt-opt-detect-every", RT, "--detect-every 0 / -3 / x", E2 + " naming --detect-every"),
+    Case("rt-opt-max-frames", RT, "--max-frames 0 / -1 / 1e3 / 10^30", E2 + " naming --max-frames"),
+    Case("rt-opt-smoothing", RT, "--smoothing 0 / nan / 1.5", E2 + " naming --smoothing"),
+    Case("rt-empty-source", RT, "--source ''", E2 + " naming --source"),
+    Case("rt-huge-camera-index", RT, "--source 99999999999999999999", E2 + " 'out of range'"),
+    Case("rt-huge-header-in-folder", RT, "folder: 2 good images + a PNG claiming 20000 x 20000",
+         "exit 0; 2 JSONL lines; summary counts 1 over the size limit"),
+    Case("rt-no-display", RT, "no --no-display, $DISPLAY names an X server that does not answer (subprocess)",
+         "exit 0, one notice line, headless; no native abort"),
+    Case("rt-tf-log-noise", RT, "corrupt .keras: the error comes after TensorFlow started (subprocess)",
+         E2 + "; stderr has exactly that line (no absl/TF log lines)"),
     # ---- python -m fer_hybrid.compare
     Case("cmp-missing-dir", CMP, "a folder that does not exist", E2 + " 'no such folder'"),
     Case("cmp-empty-dir", CMP, "a folder without report.json", E2 + " 'no report.json found'"),
@@ -625,6 +690,425 @@ def test_realtime_cli_odd_inputs_run(case, tmp_path, models, capsys):
     check_rt_ok(case, tmp_path, capsys.readouterr().out)
 
 
+# ============================================================================================ sources, writers (API)
+def huge_header_png(path: Path, w: int = 20000, h: int = 20000) -> Path:
+    """A PNG whose header claims w x h RGB pixels, with one tiny (truncated) IDAT: never decode it."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def temps(folder: Path) -> list[str]:
+    """Hidden temp files (``.NAME.tmp-<pid>-...``) in ``folder``."""
+    return sorted(p.name for p in folder.iterdir() if ".tmp-" in p.name)
+
+
+@pytest.mark.parametrize("case", cases("api-empty-source", "api-huge-camera-index"))
+def test_api_source_strings(case):
+    if case == "api-empty-source":
+        for spec in ("", "  "):
+            with pytest.raises(SourceError, match="empty source"):
+                open_source(spec)
+    else:
+        with pytest.raises(SourceError, match=r"camera index 9+\.* is out of range \(0\.\.9999\)"):
+            open_source("99999999999999999999")
+
+
+@pytest.mark.parametrize("case", cases("api-huge-header-image"))
+def test_api_huge_header_image_is_not_decoded(case, tmp_path, monkeypatch):
+    from fer_hybrid import video
+
+    big = huge_header_png(tmp_path / "huge.png")
+    msg = r"huge.png is too large to decode \((20000 x 20000 = )?400.0 megapixels; limit 100\)"
+    with pytest.raises(SourceError, match=msg):
+        open_source(str(big))
+    folder = tmp_path / "f"
+    folder.mkdir()
+    for i, f in enumerate(face_frames(2)):
+        cv2.imwrite(str(folder / f"{i}.png"), f)
+    huge_header_png(folder / "1b-huge.png")
+    decoded = []
+    real = video.decode_image
+    monkeypatch.setattr(video, "decode_image", lambda p: decoded.append(Path(p).name) or real(p))
+    with open_source(str(folder)) as src:
+        frames = list(src)
+    assert len(frames) == 2 and src.skipped == 1 and src.too_large == [str(folder / "1b-huge.png")]
+    assert "1b-huge.png" not in decoded  # skipped from its header: never handed to a decoder
+
+
+@pytest.mark.parametrize("case", cases("api-video-writer-no-frames", "api-video-writer-unreadable"))
+def test_api_video_writer_publishes_only_verified_files(case, tmp_path, monkeypatch):
+    from fer_hybrid import video
+
+    target = write_video(tmp_path / "out.mp4", face_frames(3))
+    before = target.read_bytes()
+    w = video.AtomicVideoWriter(target, 10.0, (320, 240))
+    if case == "api-video-writer-no-frames":
+        match = "no frames were written"
+    else:
+        for f in face_frames(4):
+            w.write(f)
+        monkeypatch.setattr(video, "check_video_file",
+                            lambda path, n: f"the written file holds 1 frames instead of {n}")
+        match = r"the written file holds 1 frames instead of 4 \(disk full or file size limit\?\)"
+    with pytest.raises(video.OutputError, match=f"video {target} not written: {match}") as e:
+        w.close()
+    assert "\n" not in str(e.value)
+    assert target.read_bytes() == before and temps(tmp_path) == []
+
+
+@pytest.mark.parametrize("case", cases("api-stale-temp"))
+def test_api_stale_temp_files_of_dead_processes_are_removed(case, tmp_path):
+    from fer_hybrid import _atomic
+
+    target = tmp_path / "out.jsonl"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()  # a PID that has exited
+    names = {"dead": f".out.jsonl.tmp-{dead}-abc.jsonl", "live": f".out.jsonl.tmp-{os.getppid()}-abc.jsonl",
+             "other": f".other.jsonl.tmp-{dead}-abc.jsonl", "old-style": ".out.jsonl.tmp-k3j2h1g0.jsonl"}
+    for n in names.values():
+        (tmp_path / n).write_text("partial")
+    assert _atomic.clean_stale(target) == [tmp_path / names["dead"]]
+    assert temps(tmp_path) == sorted(n for k, n in names.items() if k != "dead")
+    new = _atomic.temp_beside(target)  # the running process's own temp names carry its PID
+    assert new.name.startswith(f".out.jsonl.tmp-{os.getpid()}-") and new.suffix == ".jsonl"
+
+
+# ============================================================================================ realtime outputs
+def _video(tmp: Path, n: int = 6) -> Path:
+    return write_video(tmp / "in.mp4", face_frames(n))
+
+
+def _images(tmp: Path, n: int = 3, junk: bool = False) -> Path:
+    folder = tmp / "photos"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, f in enumerate(face_frames(n)):
+        cv2.imwrite(str(folder / f"{i:02d}.png"), f)
+    if junk:
+        (folder / "09-text.jpg").write_text("not a jpeg")
+    return folder
+
+
+def out_argv(case: str, tmp: Path, models: Path) -> list[str]:
+    """argv for an output case whose run is refused (exit 2) before any work."""
+    base = ["--models-dir", str(models), "--no-display"]
+    if case == "rt-out-char-device":
+        return ["--source", str(FACE), "--jsonl", "/dev/null", *base]
+    if case == "rt-out-fifo":
+        os.mkfifo(tmp / "pipe.jsonl")
+        return ["--source", str(FACE), "--jsonl", str(tmp / "pipe.jsonl"), *base]
+    if case == "rt-out-folder-for-video":
+        (tmp / "outdir").mkdir()
+        return ["--source", str(_video(tmp)), "--output", str(tmp / "outdir"), *base]
+    if case == "rt-out-folder-is-input":
+        folder = _images(tmp)
+        return ["--source", str(folder), "--output", f"{folder}/", *base]
+    if case == "rt-out-same-path":
+        return ["--source", str(_video(tmp)), "--output", str(tmp / "p.mp4"), "--jsonl", str(tmp / "p.mp4"), *base]
+    if case == "rt-out-image-for-video":
+        return ["--source", str(_video(tmp)), "--output", str(tmp / "x.png"), *base]
+    if case == "rt-out-one-image-for-folder":
+        return ["--source", str(_images(tmp)), "--output", str(tmp / "x.png"), *base]
+    raise KeyError(case)
+
+
+OUT_ERRORS = {
+    "rt-out-char-device": "--jsonl /dev/null is a character device, not a regular file",
+    "rt-out-fifo": r"pipe.jsonl is a FIFO \(named pipe\), not a regular file",
+    "rt-out-folder-for-video": "outdir is a folder: a video source writes one video",
+    "rt-out-folder-is-input": r"--output .*photos/ \(file 00.png\) would overwrite the input .*photos/00.png",
+    "rt-out-same-path": "--output .*p.mp4 and --jsonl .*p.mp4 are the same file",
+    "rt-out-image-for-video": "x.png is an image, but the source is a video",
+    "rt-out-one-image-for-folder": "x.png names one image, but the source has 3 images: use --output DIR/",
+}
+
+
+def snapshot_tree(folder: Path) -> dict:
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("case", cases(*OUT_ERRORS))
+def test_realtime_refuses_outputs_before_any_work(case, tmp_path, models, capsys, monkeypatch):
+    argv = out_argv(case, tmp_path, models)
+    before = snapshot_tree(tmp_path)
+    from fer_hybrid import predictors
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded: the output check must come first")
+
+    monkeypatch.setattr(predictors, "load_predictor", no_model)
+    monkeypatch.setattr(realtime, "load_model", no_model)
+    code = realtime.main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    (line,) = own_lines(err)
+    assert line.startswith("error: ") and re.search(OUT_ERRORS[case], line), line
+    assert snapshot_tree(tmp_path) == before and temps(tmp_path) == []
+    if case == "rt-out-char-device":
+        assert Path("/dev/null").is_char_device()
+
+
+@pytest.mark.parametrize("case", cases("rt-out-is-input"))
+def test_realtime_never_writes_onto_its_input(case, tmp_path, models, capsys):
+    video = _video(tmp_path)
+    before = video.read_bytes()
+    (tmp_path / "link.jsonl").symlink_to(video)
+    os.link(video, tmp_path / "hard.jsonl")
+    for out in (video, tmp_path / "link.jsonl", tmp_path / "hard.jsonl"):
+        code = realtime.main(["--source", str(video), "--jsonl", str(out), "--models-dir", str(models), "--no-display"])
+        (line,) = own_lines(capsys.readouterr().err)
+        assert code == 2 and re.search(f"--jsonl {out} would overwrite the input {video}", line), line
+    assert video.read_bytes() == before and (tmp_path / "link.jsonl").is_symlink() and temps(tmp_path) == []
+
+
+@pytest.mark.parametrize("case", cases("rt-out-bad-extension"))
+def test_realtime_refuses_unknown_output_formats(case, tmp_path, models, capsys):
+    for name in ("x.txt", "x"):
+        code = realtime.main(["--source", str(FACE), "--output", str(tmp_path / name), "--models-dir", str(models),
+                              "--no-display"])
+        (line,) = own_lines(capsys.readouterr().err)
+        assert code == 2 and "unsupported extension" in line and ".mp4" in line and ".png" in line, line
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("case", cases("rt-out-png-photo", "rt-out-images-dir"))
+def test_realtime_image_outputs(case, tmp_path, models, capsys):
+    base = ["--models-dir", str(models), "--no-display"]
+    if case == "rt-out-png-photo":
+        out = tmp_path / "annotated.png"
+        assert realtime.main(["--source", str(FACE), "--output", str(out), *base]) == 0
+        assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        img = cv2.imread(str(out))
+        assert img is not None and img.shape == cv2.imread(str(FACE)).shape
+        assert not np.array_equal(img, cv2.imread(str(FACE)))  # annotated
+        assert f"image -> {out}" in capsys.readouterr().out
+    else:
+        folder = _images(tmp_path, 3, junk=True)
+        out = tmp_path / "annotated"
+        assert realtime.main(["--source", str(folder), "--output", f"{out}/", *base]) == 0
+        assert sorted(p.name for p in out.iterdir()) == ["00.png", "01.png", "02.png"]
+        for p in out.iterdir():
+            assert cv2.imread(str(p)).shape == cv2.imread(str(folder / p.name)).shape
+        assert f"images -> {out}/ (3 files)" in capsys.readouterr().out
+    assert temps(tmp_path) == []
+
+
+@pytest.mark.parametrize("case", cases("rt-out-keeps-mode", "rt-out-symlink"))
+def test_realtime_output_mode_and_symlinks(case, tmp_path, models):
+    video = _video(tmp_path)
+    base = ["--source", str(video), "--models-dir", str(models), "--no-display"]
+    if case == "rt-out-keeps-mode":
+        out, jl = tmp_path / "o.mp4", tmp_path / "o.jsonl"
+        out.write_bytes(b"old"), jl.write_text("old\n")
+        out.chmod(0o640), jl.chmod(0o640)
+        assert realtime.main([*base, "--output", str(out), "--jsonl", str(jl)]) == 0
+        assert count_frames(out) == 6 and len(read_jsonl(jl)) == 6
+        assert (out.stat().st_mode & 0o777, jl.stat().st_mode & 0o777) == (0o640, 0o640)
+    else:
+        real = tmp_path / "runs" / "run1.jsonl"
+        real.parent.mkdir()
+        real.write_text("old\n")
+        link = tmp_path / "latest.jsonl"
+        link.symlink_to(real)
+        assert realtime.main([*base, "--jsonl", str(link)]) == 0
+        assert link.is_symlink() and os.readlink(link) == str(real)
+        assert len(read_jsonl(real)) == 6
+        assert temps(real.parent) == []
+    assert temps(tmp_path) == []
+
+
+# ------------------------------------------------------------------------------- writes that fail, signals
+def start_realtime(*argv, fsize: int | None = None, env: dict | None = None) -> subprocess.Popen:
+    """python -m fer_hybrid.realtime as a child process (optionally with RLIMIT_FSIZE = ``fsize`` bytes)."""
+    import resource
+
+    def limit():
+        if fsize is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+
+    env = {**os.environ, "DISPLAY": "", "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    return subprocess.Popen([sys.executable, "-m", "fer_hybrid.realtime", *map(str, argv)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT, preexec_fn=limit)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 240) -> tuple[int, str, str]:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        proc.kill()
+    return proc.returncode, out, err
+
+
+def previous_outputs(tmp: Path) -> tuple[Path, Path, dict]:
+    """An existing annotated video and JSONL (a good older run) and their bytes."""
+    out, jl = write_video(tmp / "old.mp4", face_frames(3)), tmp / "old.jsonl"
+    jl.write_text('{"index": 0, "faces": []}\n')
+    return out, jl, {out: out.read_bytes(), jl: jl.read_bytes()}
+
+
+def long_video(folder: Path, n: int = 240) -> Path:
+    """An n-frame clip in its own ``folder`` (so that the outputs' folder holds only outputs)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_video(folder / "long.mp4", face_frames(20) * (n // 20))
+
+
+@pytest.mark.parametrize("case", cases("rt-write-fails-video", "rt-write-fails-jsonl"))
+def test_realtime_write_failure_keeps_the_previous_file(case, tmp_path, models):
+    out, jl, before = previous_outputs(tmp_path)
+    video = long_video(tmp_path / "src", 60)
+    if case == "rt-write-fails-video":
+        argv, fsize = ["--output", out], 100_000
+        msg = rf"error: video {out} not written: .*\(disk full or file size limit\?\)"
+    else:
+        argv, fsize, msg = ["--jsonl", jl], 20_000, rf"error: cannot write {jl}: File too large"
+    code, _, err = finish(start_realtime("--source", video, *argv, "--models-dir", models, "--no-display",
+                                         fsize=fsize))
+    assert code == 2 and "Traceback" not in err, err[-2000:]
+    (line,) = own_lines(err)
+    assert re.fullmatch(msg, line), line
+    assert {p: p.read_bytes() for p in before} == before
+    assert temps(tmp_path) == []
+
+
+def _wait_until(cond, proc: subprocess.Popen, timeout: float = 120) -> None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if cond():
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"child exited early ({proc.returncode}): {proc.stderr.read()[-2000:]}")
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting for the child")
+
+
+def _loading_model(proc: subprocess.Popen) -> bool:
+    try:
+        return "tensorflow" in Path(f"/proc/{proc.pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+SIGNAL_CASES = {"rt-sigint-startup": (signal.SIGINT, True), "rt-sigint-midrun": (signal.SIGINT, False),
+                "rt-sigterm-midrun": (signal.SIGTERM, False)}
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs /proc to see the model load start")
+@pytest.mark.parametrize("case", cases(*SIGNAL_CASES))
+def test_realtime_signals_publish_nothing(case, tmp_path, models):
+    sig, startup = SIGNAL_CASES[case]
+    out, jl, before = previous_outputs(tmp_path)
+    video = long_video(tmp_path / "src", 400)
+    proc = start_realtime("--source", video, "--output", out, "--jsonl", jl, "--models-dir", models, "--no-display",
+                          "--detect-every", "1", "--no-pipeline")
+    if startup:
+        _wait_until(lambda: _loading_model(proc), proc)  # TensorFlow is being imported: start-up
+    else:
+        _wait_until(lambda: any(n.startswith(".old.mp4.tmp-") for n in temps(tmp_path)), proc)  # frames are written
+        time.sleep(0.2)
+    proc.send_signal(sig)
+    code, stdout, err = finish(proc)
+    assert code == 128 + sig and "Traceback" not in err, (code, err[-2000:])
+    (line,) = own_lines(err)
+    m = re.fullmatch(rf"interrupted after (\d+) frames \({signal.Signals(sig).name}( during start-up)?\); "
+                     r"no output written, existing files unchanged", line)
+    assert m, line
+    assert (int(m.group(1)) == 0 and m.group(2)) if startup else (int(m.group(1)) > 0 and not m.group(2)), line
+    assert stdout == ""  # no summary naming outputs
+    assert {p: p.read_bytes() for p in before} == before
+    assert temps(tmp_path) == []
+
+
+@pytest.mark.parametrize("case", cases("rt-sigkill-stale-temp"))
+def test_realtime_sigkill_temp_files_are_cleaned_by_the_next_run(case, tmp_path, models):
+    out, jl, before = previous_outputs(tmp_path)
+    video = long_video(tmp_path / "src", 400)
+    argv = ["--source", video, "--output", out, "--jsonl", jl, "--models-dir", models, "--no-display"]
+    proc = start_realtime(*argv, "--detect-every", "1", "--no-pipeline")
+    _wait_until(lambda: len([n for n in temps(tmp_path) if n.startswith((".old.mp4.tmp-", ".old.jsonl.tmp-"))]) == 2,
+                proc)
+    proc.send_signal(signal.SIGKILL)
+    assert finish(proc)[0] == -signal.SIGKILL
+    left = temps(tmp_path)
+    assert len(left) == 2 and all(f".tmp-{proc.pid}-" in n for n in left)  # recognisable: whose they were
+    assert {p: p.read_bytes() for p in before} == before
+    assert realtime.main([*map(str, argv), "--max-frames", "2"]) == 0  # the next run to the same outputs
+    assert temps(tmp_path) == [] and len(read_jsonl(jl)) == 2 and count_frames(out) == 2
+
+
+# ------------------------------------------------------------------------------- options, start-up
+BAD_OPTIONS = {
+    "rt-opt-crop-margin": ("--crop-margin", ["nan", "-0.1", "2.5", "inf"]),
+    "rt-opt-detect-width": ("--detect-width", ["-1", "5", "nan", "1.5"]),
+    "rt-opt-upsample": ("--upsample", ["-1", "4", "1.5"]),
+    "rt-opt-image-fps": ("--image-fps", ["0", "-1", "nan", "inf", "1000"]),
+    "rt-opt-tf-threads": ("--tf-threads", ["-1", "65", "nan"]),
+    "rt-opt-detect-every": ("--detect-every", ["0", "-3", "x"]),
+    "rt-opt-max-frames": ("--max-frames", ["0", "-1", "1e3", "1" + "0" * 30]),
+    "rt-opt-smoothing": ("--smoothing", ["0", "nan", "1.5"]),
+    "rt-empty-source": ("--source", [""]),
+}
+
+
+@pytest.mark.parametrize("case", cases(*BAD_OPTIONS))
+def test_realtime_bad_options_one_line(case, tmp_path, models, capsys):
+    option, values = BAD_OPTIONS[case]
+    for v in values:
+        argv = ["--models-dir", str(models), "--no-display", "--jsonl", str(tmp_path / "x.jsonl")]
+        argv += [f"{option}={v}"] if option != "--source" else ["--source", v]
+        with pytest.raises(SystemExit) as e:
+            realtime.main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and "Traceback" not in err and "usage:" not in err
+        (line,) = own_lines(err)
+        assert line.startswith(f"error: argument {option}: ") and (repr(v) in line or "empty" in line), line
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("case", cases("rt-huge-camera-index", "rt-huge-header-in-folder"))
+def test_realtime_huge_numbers(case, tmp_path, models, capsys):
+    base = ["--models-dir", str(models), "--no-display"]
+    if case == "rt-huge-camera-index":
+        assert realtime.main(["--source", "99999999999999999999", *base]) == 2
+        (line,) = own_lines(capsys.readouterr().err)
+        assert re.search(r"camera index 9+\.* is out of range", line), line
+    else:
+        folder = _images(tmp_path, 2)
+        huge_header_png(folder / "00b-huge.png")
+        assert realtime.main(["--source", str(folder), "--jsonl", str(tmp_path / "o.jsonl"), *base]) == 0
+        assert [Path(r["file"]).name for r in read_jsonl(tmp_path / "o.jsonl")] == ["00.png", "01.png"]
+        assert "(1 skipped: 0 undecodable, 1 over the size limit)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("case", cases("rt-no-display"))
+def test_realtime_without_a_usable_display_runs_headless(case, tmp_path, models):
+    jl = tmp_path / "o.jsonl"
+    proc = start_realtime("--source", FACE, "--jsonl", jl, "--models-dir", models, env={"DISPLAY": ":97"})
+    code, out, err = finish(proc)
+    assert code == 0, err[-2000:]  # not 134 (Qt's abort when it cannot connect)
+    (line,) = own_lines(err)
+    assert line in ("notice: no window (the X display ':97' does not answer); running headless "
+                    "(--no-display skips this check)",
+                    "notice: no window (OpenCV was built without a GUI backend); running headless "
+                    "(--no-display skips this check)"), line
+    assert len(read_jsonl(jl)) == 1
+
+
+@pytest.mark.parametrize("case", cases("rt-tf-log-noise"))
+def test_realtime_error_after_tensorflow_started_is_one_line(case, tmp_path):
+    code, _, err = finish(start_realtime("--source", FACE, "--no-display",
+                                         "--models-dir", corrupt_keras(tmp_path, "truncate")))
+    assert code == 2
+    assert err.splitlines() == [f"error: cannot load model file {tmp_path / 'vggbn.keras'}: "
+                                "not a valid .keras (zip) file; truncated or corrupt?"], err  # raw stderr: no filter
+
+
 def cmp_dir(case: str, tmp: Path) -> Path:
     if case == "cmp-missing-dir":
         return tmp / "nope"
@@ -709,14 +1193,29 @@ def test_subprocess_smoke(tmp_path, models):
     assert_one_line_exit_2(r, "not a readable text CSV")
 
 
+IN_PROCESS_ONLY = {  # realtime cases whose own test already runs a subprocess, or that check files after exit 0
+    "rt-out-is-input", "rt-out-bad-extension", "rt-out-png-photo", "rt-out-images-dir", "rt-out-keeps-mode",
+    "rt-out-symlink", "rt-write-fails-video", "rt-write-fails-jsonl", "rt-sigint-startup", "rt-sigint-midrun",
+    "rt-sigterm-midrun", "rt-sigkill-stale-temp", "rt-huge-header-in-folder", "rt-no-display", "rt-tf-log-noise"}
+
+
 def _all_cli_cases():
-    return [c.id for c in CASES if c.where in (RT, CMP, DATA)]
+    return [c.id for c in CASES if c.where in (RT, CMP, DATA) and c.id not in IN_PROCESS_ONLY]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", _all_cli_cases())
 def test_every_cli_case_as_a_subprocess(case, tmp_path, models):
-    if case.startswith("rt-"):
+    if case in OUT_ERRORS:
+        assert_one_line_exit_2(run_module("fer_hybrid.realtime", *out_argv(case, tmp_path, models)), OUT_ERRORS[case])
+    elif case in BAD_OPTIONS:
+        option, values = BAD_OPTIONS[case]
+        r = run_module("fer_hybrid.realtime", "--models-dir", models, "--no-display", f"{option}={values[0]}")
+        assert_one_line_exit_2(r, f"^error: argument {option}: ")
+    elif case == "rt-huge-camera-index":
+        r = run_module("fer_hybrid.realtime", "--source", "99999999999999999999", "--models-dir", models)
+        assert_one_line_exit_2(r, "out of range")
+    elif case.startswith("rt-"):
         r = run_module("fer_hybrid.realtime", *rt_argv(case, tmp_path, models))
         if case in RT_OK:
             assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
@@ -740,11 +1239,15 @@ def table_markdown() -> str:
              f"{len(CASES)} cases ({', '.join(f'{n} {w}' for w, n in by_where.items())}); {n_slow} marked slow. "
              "Generated from `CASES` in tests/test_bad_inputs.py by `python tests/test_bad_inputs.py --write-md`; "
              "every case is a test there (`pytest tests/test_bad_inputs.py`; add `-m slow` for the slow ones and "
-             "for every CLI case run again as a real subprocess). Data CLI cases run through both "
-             "`experiments/eda.py` and `experiments/pixels_baseline.py`.", "",
-             "Rule: at a CLI, exit code 2 and one line on stderr, no traceback; in the API, a typed exception; "
+             "for every CLI case run again as a real subprocess, except the cases marked (subprocess), which "
+             "always run as one, and those checking files after a successful run). Data CLI cases run through "
+             "both `experiments/eda.py` and `experiments/pixels_baseline.py`.", "",
+             "Rule: at a CLI, exit code 2 and one line on stderr, no traceback (a run stopped by a signal: exit "
+             "128 + the signal number and one line 'interrupted after N frames'); in the API, a typed exception; "
              "otherwise an explicit result whose labels come only from detected faces (empty list / null label "
-             "when there is none) - never a made-up label.", "",
+             "when there is none) - never a made-up label. Outputs: refused before any work when they cannot be "
+             "written safely; published only complete; a file that existed before is never damaged; no temp file "
+             "is left behind (a killed run's are removed by the next run writing the same file).", "",
              "| # | case | where | input | expected |", "|---:|---|---|---|---|"]
     for i, c in enumerate(CASES, 1):
         lines.append(f"| {i} | `{c.id}`{' (slow)' if c.slow else ''} | {c.where} | {c.given} | {c.expect} |")
