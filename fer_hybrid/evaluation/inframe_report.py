@@ -1,6 +1,8 @@
 """Tables and curves of an in-the-frame run (:mod:`fer_hybrid.evaluation.inframe`).
 
 ``rows`` is {(variant, condition name, split): metrics of :func:`~.inframe.condition_metrics`}.
+
+    python -m fer_hybrid.evaluation.inframe_report experiments/reports/inframe-vggbn   # report.md from report.json
 """
 from __future__ import annotations
 
@@ -20,20 +22,26 @@ def markdown_tables(rows: dict, variants: Sequence[str], conditions, splits: Seq
                     score: dict, select: str) -> str:
     """Markdown: the variants compared on the selection split, then every condition for each split."""
     names = [c.name for c in conditions]
-    lines = ["", f"## Crop variants on {select} (choice: highest mean accuracy counting misses as errors)", "",
-             "| variant | mean acc. (misses = errors) | default: acc. found | rot ±20: acc. found | "
-             "rot ±30: acc. found | scale 0.5: found |", "|---|---:|---:|---:|---:|---:|"]
 
     def mean(v, keys, what, split):
         vals = [rows[(v, k, split)][what] for k in keys if (v, k, split) in rows]
         return float(np.mean(vals)) if vals else float("nan")
+
+    others = [s for s in splits if s != select]
+    lines = ["", f"## Crop variants on {select} (choice: highest mean accuracy counting misses as errors)", "",
+             "| variant | mean acc. (misses = errors) | default: acc. found | rot ±20: acc. found | "
+             "rot ±30: acc. found | scale 0.5: found |" + "".join(f" {s}: mean acc. (misses = errors) | {s}: mean "
+                                                                 "acc. found |" for s in others),
+             "|---|---:|---:|---:|---:|---:|" + "---:|---:|" * len(others)]
 
     for v in variants:
         lines.append(f"| {v}{' (chosen)' if v == chosen else ''} | {_f(score[v])} | "
                      f"{_f(mean(v, ['default'], 'accuracy_found', select))} | "
                      f"{_f(mean(v, ['rot-20', 'rot+20'], 'accuracy_found', select))} | "
                      f"{_f(mean(v, ['rot-30', 'rot+30'], 'accuracy_found', select))} | "
-                     f"{_f(mean(v, ['scale0.5'], 'found_share', select))} |")
+                     f"{_f(mean(v, ['scale0.5'], 'found_share', select))} |"
+                     + "".join(f" {_f(mean(v, names, 'accuracy_all', o))} | {_f(mean(v, names, 'accuracy_found', o))} |"
+                               for o in others))
     for split in splits:
         lines += ["", f"## {split}: every condition, variant {chosen}", "",
                   "| condition | n | found | found / found on original | false pos. / frame | acc. found | "
@@ -100,3 +108,27 @@ def save_curves(rows: dict, variants: Sequence[str], conditions, splits: Sequenc
     save_figure(fig, out / "conditions.png")
     figures.append("conditions.png")
     return figures
+
+
+def rewrite_markdown(folder) -> Path:
+    """Re-render ``folder/report.md`` from ``folder/report.json`` (an in-the-frame report)."""
+    from .. import _atomic
+    from ..reports import read_report, to_markdown
+    from .inframe import Condition
+
+    folder = Path(folder)
+    report = read_report(folder / "report.json")
+    rows = {(r["variant"], r["condition"], r["split"]): r for r in report["rows"]}
+    conditions = [Condition(**c) for c in report["conditions"]]
+    splits = [s for s in ("val", "test") if any(k[2] == s for k in rows)]
+    text = to_markdown(report) + markdown_tables(rows, report["variants"], conditions, splits,
+                                                 report["chosen_variant"], report["selection_score"],
+                                                 report["selected_on"])
+    return _atomic.write_text(folder / "report.md", text)
+
+
+if __name__ == "__main__":
+    import sys
+
+    for arg in sys.argv[1:]:
+        print(rewrite_markdown(arg))
