@@ -11,6 +11,8 @@ Method. Three sets, each run through every detector (fer_hybrid.evaluation.detec
 - in the frame: ``--n`` seeded val faces per condition rendered by fer_hybrid.evaluation.inframe (480x400
   frames; default, scale 0.5/0.75, rotation ±20/±30); a hit is a box whose centre lies in the face's expected
   box with a width 0.4-2.5x of it. The CNN detector runs on the first ``--n-cnn`` faces only (it is slow).
+- alignment cost: on the default in-the-frame frames where the Analyzer's detector finds the face, the ms per
+  face of each crop step (margin crop, calibrated box crop, dlib's 68 points, the level / eyes warps).
 Times are wall-clock ms per image (median), measured while other jobs shared the 2 cores: the load average
 is recorded, and times are comparable only within this run. Writes detectors.json, detectors.md and
 speed_recall.png to experiments/reports/detectors/.
@@ -126,6 +128,36 @@ def inframe_rows(n, n_cnn, seed, data_path):
     return rows
 
 
+def align_rows(n, seed, data_path):
+    """Median ms per face of each crop step on default in-the-frame frames (the face as the Analyzer finds it)."""
+    from fer_hybrid.images import crop_boxes
+    from fer_hybrid.inference.align import aligned_crops
+    from fer_hybrid.landmarks.detect import detect_faces, landmarks
+
+    val = load_fer2013(data_path).val
+    idx = F.subset(len(val), n, seed, "val")
+    c = F.CONDITIONS["default"]
+    steps = {"margin 0.1 crop": [], "box crop (calibrated)": [], "dlib 68 landmarks": [], "level warp": [],
+             "eyes warp": []}
+    landmarks(np.zeros((100, 100), np.uint8), np.array([[10, 10, 80, 80]]))     # warm-up: loads dlib's model
+    for i in idx:
+        frame, box = F.render(val.x[i], c, F.rng_for(seed, "val", "default", int(i)))
+        boxes = detect_faces(frame, 0)
+        j = F.match(boxes, box)
+        if j < 0:
+            continue
+        b = boxes[j:j + 1]
+        for name, fn in (("margin 0.1 crop", lambda: crop_boxes(frame, b, 0.1)),
+                         ("box crop (calibrated)", lambda: aligned_crops(frame, b, "box"))):
+            steps[name].append(timed(lambda _: fn(), None)[1])
+        pts, ms = timed(lambda _: landmarks(frame, b), None)
+        steps["dlib 68 landmarks"].append(ms)
+        steps["level warp"].append(timed(lambda _: aligned_crops(frame, b, "level", pts), None)[1])
+        steps["eyes warp"].append(timed(lambda _: aligned_crops(frame, b, "eyes", pts), None)[1])
+    return [{"step": k, "faces": len(v), "ms_median": float(np.median(v)), "ms_mean": float(np.mean(v))}
+            for k, v in steps.items()]
+
+
 def to_markdown(report) -> str:
     L = ["# Face detector recall and speed", "", f"- command: `{report['command']}`",
          f"- load average at start {report['loadavg_start']}, at end {report['loadavg_end']} (2 cores shared "
@@ -155,7 +187,10 @@ def to_markdown(report) -> str:
             cells.append(f"{r['recall']:.3f} / {r['false_positives_per_frame']:.3f} / {r['ms']:.0f} ms{extra}")
         L.append(f"| {cname} | " + " | ".join(cells) + " |")
     L += ["", "Cells: recall / false positives per frame / median ms per frame; the CNN ran on the first faces of "
-          "each condition only.", "",
+          "each condition only.", "", "## Crop and alignment cost per face (default in-the-frame frames)", "",
+          "| step | faces | median ms | mean ms |", "|---|---:|---:|---:|"]
+    L += [f"| {r['step']} | {r['faces']} | {r['ms_median']:.3f} | {r['ms_mean']:.3f} |" for r in report["align"]]
+    L += ["", "level and eyes = dlib 68 landmarks + their warp; the model's own time is in its report.", "",
           "![speed and recall](speed_recall.png)", ""]
     return "\n".join(L)
 
@@ -181,6 +216,7 @@ def main(argv=None) -> int:
     load_start = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     report = {"name": "detectors", "photo": photo_rows(), "video": video_rows(args.video_step),
               "inframe": inframe_rows(args.n, args.n_cnn, args.seed, args.data),
+              "align": align_rows(args.n, args.seed, args.data),
               "command": environment()["command"], "environment": environment(), "loadavg_start": load_start,
               "loadavg_end": " ".join(Path("/proc/loadavg").read_text().split()[:3])}
     out = Path(args.out)
