@@ -26,11 +26,12 @@ Method
    (<name>-ablation/ablation.md). The chosen model is saved to experiments/checkpoints/<name>/ (--save).
 
 ``--reuse`` loads the saved model instead of fitting, re-evaluates it (test through the predictor too),
-re-times batch-1 inference and rewrites its reports; ``--ship`` then copies it to models/landmarks/ and
-records it in the manifest, only if its val accuracy beats the shipped landmark model's.
+re-times batch-1 inference and rewrites its reports (with ``--no-cache`` it also re-extracts, re-timing the
+extraction); ``--ship`` then copies it to models/landmarks/ and records it in the manifest, only if its val
+accuracy beats the shipped landmark model's.
 
     python experiments/landmarks.py [--data PATH] [--n-jobs 1] [--name landmarks-app] [--candidates SPEC ...]
-                                    [--appearance SPEC] [--save DIR] [--reuse] [--ship] [--subset N]
+                                    [--appearance SPEC] [--save DIR] [--reuse] [--no-cache] [--ship] [--subset N]
 
 A SPEC is ``descriptor:sites:patch:cells:pca`` (e.g. ``hog:core:0.5:2:64``; pca ``none`` keeps raw columns).
 """
@@ -94,6 +95,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--appearance", default=None, help="skip the screen and use this SPEC")
     ap.add_argument("--save", default=None, help="model folder (default experiments/checkpoints/<name>)")
     ap.add_argument("--reuse", action="store_true", help="load the saved model instead of fitting")
+    ap.add_argument("--no-cache", action="store_true", help="re-extract landmarks and appearance descriptors (re-times "
+                                                             "the extraction; run it with the machine otherwise idle)")
     ap.add_argument("--ship", action="store_true", help="copy the model to models/landmarks and record it in the manifest "
                                                          "if it beats the shipped landmark model on val")
     ap.add_argument("--subset", type=int, default=None, help="seeded subset of N training faces (smoke runs)")
@@ -130,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"data: {source} train {len(y['train'])} val {len(y['val'])} test {len(y['test'])}")
 
     # 2. landmarks (cached .npz; times are of the original extraction)
-    ext = extract_fer2013(source, METHOD, n_jobs=args.n_jobs)
+    ext = extract_fer2013(source, METHOD, n_jobs=args.n_jobs, use_cache=not args.no_cache)
     points = {s: ext.points_for(keys[s]) for s in SPLITS}
     failed = {s: ~np.isfinite(points[s]).all(axis=(1, 2)) for s in SPLITS}
     extraction = {"landmarks": {"method": METHOD, "n_images": len(ext.keys), "seconds": ext.seconds,
@@ -146,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
 
     def raw_appearance(app: LandmarkAppearance) -> tuple[dict, dict, dict]:
         """({split: raw}, {split: raw of the mirror images}, extraction record), cached per settings."""
-        a = extract_appearance_fer2013(source, app, METHOD, n_jobs=args.n_jobs)
+        a = extract_appearance_fer2013(source, app, METHOD, n_jobs=args.n_jobs, use_cache=not args.no_cache)
         rec = {"settings": app.descriptor_params(), "n_raw": app.n_raw, "seconds": a.seconds,
                "faces_per_second": 2 * len(a.keys) / a.seconds if a.seconds > 0 else None,
                "note": "one process; the faces and their mirror images (2 x n_images descriptors)"}

@@ -266,9 +266,9 @@ def appearance_cache_file(sha256: str, method: str, params: dict, upscale: int =
 def extract_appearance_fer2013(source, appearance, method: str = "fixed-mirror", upscale: int = UPSCALE,
                                n_jobs: int = 2, use_cache: bool = True, progress: bool = True) -> AppearanceExtraction:
     """Raw descriptors of ``appearance`` (a :class:`~.appearance.LandmarkAppearance`) for all seven classes of a
-    FER2013 source, at its ``method`` landmarks (:func:`extract_fer2013`, cached too), for the faces and their
-    mirror images; cached by (data sha256, method, descriptor settings). One process: ``n_jobs`` is used
-    only for the landmarks."""
+    FER2013 source, at its ``method`` landmarks (:func:`extract_fer2013`, read from / written to its cache
+    whatever ``use_cache`` says), for the faces and their mirror images; cached by (data sha256, method,
+    descriptor settings) unless ``use_cache`` is False. One process: ``n_jobs`` is used only for the landmarks."""
     from .appearance import mirror_faces
 
     _check_method(method)
@@ -282,7 +282,7 @@ def extract_appearance_fer2013(source, appearance, method: str = "fixed-mirror",
                                             data.sha256, from_cache=True)
         except (OSError, ValueError, KeyError) as e:
             warnings.warn(f"ignoring unreadable appearance cache {cfile}: {e}")
-    ext = extract_fer2013(source, method, upscale, n_jobs=n_jobs, use_cache=use_cache, progress=progress)
+    ext = extract_fer2013(source, method, upscale, n_jobs=n_jobs, progress=progress)  # landmarks: always cached
     keys = np.concatenate([data.split(s).keys for s in ("train", "val", "test")])
     x = np.concatenate([data.split(s).x for s in ("train", "val", "test")])
     points = ext.points_for(keys)
