@@ -95,8 +95,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--appearance", default=None, help="skip the screen and use this SPEC")
     ap.add_argument("--save", default=None, help="model folder (default experiments/checkpoints/<name>)")
     ap.add_argument("--reuse", action="store_true", help="load the saved model instead of fitting")
-    ap.add_argument("--no-cache", action="store_true", help="re-extract landmarks and appearance descriptors (re-times "
-                                                             "the extraction; run it with the machine otherwise idle)")
+    ap.add_argument("--no-cache", action="store_true", help="re-extract landmarks and appearance descriptors, re-timing "
+                                                             "the extraction (run it with the machine otherwise idle) "
+                                                             "and refreshing the caches")
     ap.add_argument("--ship", action="store_true", help="copy the model to models/landmarks and record it in the manifest "
                                                          "if it beats the shipped landmark model on val")
     ap.add_argument("--subset", type=int, default=None, help="seeded subset of N training faces (smoke runs)")
@@ -133,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"data: {source} train {len(y['train'])} val {len(y['val'])} test {len(y['test'])}")
 
     # 2. landmarks (cached .npz; times are of the original extraction)
-    ext = extract_fer2013(source, METHOD, n_jobs=args.n_jobs, use_cache=not args.no_cache)
+    ext = extract_fer2013(source, METHOD, n_jobs=args.n_jobs, refresh=args.no_cache)
     points = {s: ext.points_for(keys[s]) for s in SPLITS}
     failed = {s: ~np.isfinite(points[s]).all(axis=(1, 2)) for s in SPLITS}
     extraction = {"landmarks": {"method": METHOD, "n_images": len(ext.keys), "seconds": ext.seconds,
@@ -149,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
 
     def raw_appearance(app: LandmarkAppearance) -> tuple[dict, dict, dict]:
         """({split: raw}, {split: raw of the mirror images}, extraction record), cached per settings."""
-        a = extract_appearance_fer2013(source, app, METHOD, n_jobs=args.n_jobs, use_cache=not args.no_cache)
+        a = extract_appearance_fer2013(source, app, METHOD, n_jobs=args.n_jobs, refresh=args.no_cache)
         rec = {"settings": app.descriptor_params(), "n_raw": app.n_raw, "seconds": a.seconds,
                "faces_per_second": 2 * len(a.keys) / a.seconds if a.seconds > 0 else None,
                "note": "one process; the faces and their mirror images (2 x n_images descriptors)"}
@@ -248,9 +249,15 @@ def run(args: argparse.Namespace) -> int:
                   data={"source": str(source), "sha256": data.sha256}, landmark_method=METHOD,
                   extraction=extraction, n_features=len(names), image_size=48, upscale=ext.upscale,
                   appearance=app_spec, mirror_train=True, timing=timing, subset=args.subset)
-    ens_metrics = None
-    for key, proba in results.items():
-        metrics = {s: metrics_from_proba(y[s], proba[s], data.classes) for s in SPLITS}
+    metrics_of = {key: {s: metrics_from_proba(y[s], proba[s], data.classes) for s in SPLITS}
+                  for key, proba in results.items()}
+
+    # 7. ship (only with --ship, only if it beats the shipped model on val): the reports then name the shipped file
+    shipped = ship_files(save_dir, metrics_of["ensemble"], args) if args.ship else None
+    json_path = shipped or json_path
+
+    # 8. reports of the members and the ensemble
+    for key, metrics in metrics_of.items():
         out_dir = reports / f"{args.name}-{key}"
         single = key != "ensemble"
         imp, how = importance(key, ens, X["val"], y["val"], names)
@@ -275,12 +282,9 @@ def run(args: argparse.Namespace) -> int:
         write_report(report, out_dir)
         print(f"{key:9s} train {metrics['train']['accuracy']:.4f} val {metrics['val']['accuracy']:.4f} "
               f"test {metrics['test']['accuracy']:.4f} macro-F1 {metrics['test']['macro_f1']:.4f}")
-        if not single:
-            ens_metrics = metrics
-
-    # 7. ship (only with --ship, only if it beats the shipped model on val)
-    if args.ship:
-        ship(save_dir, ens_metrics, training["command"], source, data, args, reports / f"{args.name}-ensemble")
+    if shipped:   # after the reports: the manifest entry reads the ensemble report (ms per face)
+        record_in_manifest(shipped, metrics_of["ensemble"], training["command"], source, data, args,
+                           reports / f"{args.name}-ensemble")
     return 0
 
 
@@ -350,9 +354,12 @@ def write_ablation(out_dir: Path, screen, row_geo, ablation, fitted, y, data, tr
     _atomic.write_text(out_dir / "ablation.md", "\n".join(lines) + "\n")
 
 
-def ship(save_dir: Path, metrics: dict, command: str, source, data, args, report_dir: Path) -> None:
-    """Copy the saved model into models/landmarks/ and record it in the manifest, if it beats the shipped
-    landmark model on val; files of the previous model that the new one does not use are removed."""
+def ship_files(save_dir: Path, metrics: dict, args) -> Path | None:
+    """Copy the saved model into models/landmarks/ if it beats the shipped landmark model on val (per the
+    manifest); files of the previous model that the new one does not use are removed. Returns the shipped
+    ``ensemble.json`` (None when not shipped)."""
+    if args.subset:
+        raise ValueError("a model trained on a --subset is not shipped")
     models_root = Path(args.models) if args.models else artifacts.models_dir()
     ship_dir = models_root / "landmarks"
     shipped = artifacts.read_manifest(models_root).get("models", {}).get("landmarks")
@@ -360,9 +367,7 @@ def ship(save_dir: Path, metrics: dict, command: str, source, data, args, report
     if shipped and val <= shipped["metrics"]["val"]["accuracy"]:
         print(f"not shipped: val {val:.4f} does not beat the shipped landmark model's "
               f"{shipped['metrics']['val']['accuracy']:.4f}")
-        return
-    if args.subset:
-        raise ValueError("a model trained on a --subset is not shipped")
+        return None
     old = model_files(ship_dir / "ensemble.json") if (ship_dir / "ensemble.json").exists() else []
     src_json = save_dir / "ensemble.json"
     new = model_files(src_json)
@@ -374,15 +379,22 @@ def ship(save_dir: Path, metrics: dict, command: str, source, data, args, report
     for f in old:
         if f.name not in {g.name for g in new}:
             f.unlink(missing_ok=True)
-    json_path = ship_dir / "ensemble.json"
+    print(f"shipped to {ship_dir} (val {val:.4f})")
+    return ship_dir / "ensemble.json"
+
+
+def record_in_manifest(json_path: Path, metrics: dict, command: str, source, data, args, report_dir: Path) -> None:
+    """Record the shipped landmark model (descriptor + every file it names) in the models manifest."""
+    models_root = Path(args.models) if args.models else artifacts.models_dir()
+    new = model_files(json_path)
     artifacts.update_manifest(
         "landmarks", json_path, root=models_root, weights=None, command=command,
         data={"source": str(source), "sha256": data.sha256},
         metrics={s: {"accuracy": metrics[s]["accuracy"], "macro_f1": metrics[s]["macro_f1"]} for s in SPLITS},
         report=str((report_dir / "report.json").relative_to(ROOT)) if report_dir.is_relative_to(ROOT)
         else str(report_dir / "report.json"),
-        extra_files=[str(ship_dir / f.name) for f in new])
-    print(f"shipped to {ship_dir} (val {val:.4f}); manifest updated")
+        extra_files=[str(f) for f in new])
+    print(f"manifest {models_root / 'manifest.json'}: landmarks -> {json_path}")
 
 
 def command_line(args: argparse.Namespace) -> str:

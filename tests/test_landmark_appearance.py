@@ -174,3 +174,17 @@ def test_dataset_extraction_is_cached_and_matches_describe(sample_tar, sample_da
     assert not other.from_cache   # the settings are part of the cache key
     with pytest.raises(KeyError, match="not in this appearance extraction"):
         again.rows_for(["nope"])
+
+
+def test_refresh_recomputes_and_rewrites_the_caches(sample_tar):
+    from fer_hybrid.landmarks.extract import extract_fer2013
+
+    app = LandmarkAppearance("hog", "corners", patch=0.6)
+    extract_appearance_fer2013(sample_tar, app, "fixed", n_jobs=1, progress=False)
+    fresh = extract_appearance_fer2013(sample_tar, app, "fixed", n_jobs=1, progress=False, refresh=True)
+    assert not fresh.from_cache
+    again = extract_appearance_fer2013(sample_tar, app, "fixed", n_jobs=1, progress=False)
+    assert again.from_cache and again.seconds == fresh.seconds        # the refreshed timing was written
+    lm_fresh = extract_fer2013(sample_tar, "fixed", n_jobs=1, progress=False, refresh=True)
+    lm_again = extract_fer2013(sample_tar, "fixed", n_jobs=1, progress=False)
+    assert not lm_fresh.from_cache and lm_again.from_cache and lm_again.seconds == lm_fresh.seconds

@@ -182,12 +182,14 @@ def cache_file(sha256: str, method: str, upscale: int = UPSCALE) -> Path:
 
 
 def extract_fer2013(source, method: str = "fixed", upscale: int = UPSCALE, n_jobs: int = 2,
-                    use_cache: bool = True, progress: bool = True) -> Extraction:
-    """Landmarks for all seven classes of a FER2013 source, cached by (data sha256, method, upscale)."""
+                    use_cache: bool = True, progress: bool = True, refresh: bool = False) -> Extraction:
+    """Landmarks for all seven classes of a FER2013 source, cached by (data sha256, method, upscale).
+
+    ``refresh``: extract (and time) again and overwrite the cache; ``use_cache=False``: neither read nor write it."""
     _check_method(method)
     data = load_fer2013(source, classes=FER2013_EMOTIONS)
     cfile = cache_file(data.sha256, method, upscale)
-    if use_cache and cfile.exists():
+    if use_cache and not refresh and cfile.exists():
         try:
             with np.load(cfile, allow_pickle=False) as z:
                 return Extraction(z["keys"], z["points"], method, upscale, float(z["seconds"]), int(z["n_jobs"]),
@@ -264,18 +266,20 @@ def appearance_cache_file(sha256: str, method: str, params: dict, upscale: int =
 
 
 def extract_appearance_fer2013(source, appearance, method: str = "fixed-mirror", upscale: int = UPSCALE,
-                               n_jobs: int = 2, use_cache: bool = True, progress: bool = True) -> AppearanceExtraction:
+                               n_jobs: int = 2, use_cache: bool = True, progress: bool = True,
+                               refresh: bool = False) -> AppearanceExtraction:
     """Raw descriptors of ``appearance`` (a :class:`~.appearance.LandmarkAppearance`) for all seven classes of a
     FER2013 source, at its ``method`` landmarks (:func:`extract_fer2013`, read from / written to its cache
     whatever ``use_cache`` says), for the faces and their mirror images; cached by (data sha256, method,
-    descriptor settings) unless ``use_cache`` is False. One process: ``n_jobs`` is used only for the landmarks."""
+    descriptor settings) unless ``use_cache`` is False; ``refresh`` recomputes (re-times) and overwrites the
+    cache. One process: ``n_jobs`` is used only for the landmarks."""
     from .appearance import mirror_faces
 
     _check_method(method)
     data = load_fer2013(source, classes=FER2013_EMOTIONS)
     params = appearance.descriptor_params()
     cfile = appearance_cache_file(data.sha256, method, params, upscale)
-    if use_cache and cfile.exists():
+    if use_cache and not refresh and cfile.exists():
         try:
             with np.load(cfile, allow_pickle=False) as z:
                 return AppearanceExtraction(z["keys"], z["raw"], z["raw_mirror"], params, method, float(z["seconds"]),
