@@ -37,7 +37,7 @@ from typing import Mapping
 import numpy as np
 
 from .. import _atomic
-from ..evaluate import file_sha256
+from ..safe_io import file_sha256
 from .features import LandmarkFeatures, normalise
 
 DESCRIPTORS = ("hog", "lbp", "gabor")
