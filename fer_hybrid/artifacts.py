@@ -265,3 +265,12 @@ def update_manifest(name: str, artifact: str | os.PathLike, *, command: str, dat
     validate_manifest(manifest, root / MANIFEST)
     _atomic.write_text(root / MANIFEST, json.dumps(manifest, indent=2) + "\n")
     return entry
+
+
+def set_default(name: str, root: str | os.PathLike | None = None) -> None:
+    """Make ``name`` (an entry of the manifest) the model that ``--model default`` and ``Analyzer()`` load."""
+    root = Path(root or models_dir())
+    manifest = read_manifest(root)
+    manifest["default"] = name
+    validate_manifest(manifest, root / MANIFEST)  # ArtifactError when ``name`` is not an entry
+    _atomic.write_text(root / MANIFEST, json.dumps(manifest, indent=2) + "\n")

@@ -72,16 +72,18 @@ class ModelSpec:
     tta: str = "none"         # keras loader: the TTA policy the network runs with (what its metrics measured)
     sha256: str | None = None
     test_accuracy: float | None = None
+    val_accuracy: float | None = None
     ms_per_face: float | None = None
     extra_files: tuple[tuple[str, str], ...] = ()   # (file relative to the artifact's folder, sha256)
 
     @classmethod
     def from_entry(cls, name: str, e: dict) -> "ModelSpec":
         test = (e.get("metrics") or {}).get("test") or {}
+        val = (e.get("metrics") or {}).get("val") or {}
         return cls(name=name, kind=entry_kind(e), artifact=e["file"], loader=entry_loader(e),
                    train_command=e.get("train_command") or e.get("command") or "(no training command recorded)",
                    description=e.get("description", ""), tta=e.get("tta", "none"), sha256=e.get("sha256"),
-                   test_accuracy=test.get("accuracy"), ms_per_face=e.get("ms_per_face"),
+                   test_accuracy=test.get("accuracy"), val_accuracy=val.get("accuracy"), ms_per_face=e.get("ms_per_face"),
                    extra_files=tuple((x["file"], x["sha256"]) for x in e.get("extra_files", [])))
 
 
@@ -125,13 +127,13 @@ def model_spec(name: str, root: str | Path | None = None) -> ModelSpec:
 
 def default_model(root: str | Path | None = None) -> str:
     """The manifest's ``default`` if its file is present, else the available model with the best recorded
-    test accuracy; ArtifactMissingError when no model file is present."""
+    val accuracy (chosen on val, never on test); ArtifactMissingError when no model file is present."""
     cat = _catalogue(root)
     available = set(list_models(available_only=True, root=cat.root))
     if cat.default in available:
         return cat.default
     if available:
-        return max(sorted(available), key=lambda n: cat.specs[n].test_accuracy or 0.0)
+        return max(sorted(available), key=lambda n: cat.specs[n].val_accuracy or 0.0)
     hint = cat.specs[cat.default].train_command if cat.default in cat.specs else "see models/README.md"
     raise ArtifactMissingError(f"no trained model found in {cat.root}; train one, e.g. `{hint}`")
 

@@ -361,4 +361,4 @@ def test_installed_package_finds_its_models_from_another_directory(tmp_path):
     code = "from fer_hybrid import artifacts, predictors; print(artifacts.models_dir()); print(predictors.default_model())"
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == [str(MODELS), "vggbn"]
+    assert r.stdout.split() == [str(MODELS), artifacts.read_manifest(MODELS)["default"]]

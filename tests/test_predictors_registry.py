@@ -48,6 +48,25 @@ def test_a_folder_with_its_own_manifest_registers_its_own_names(tmp_path):
                    "train_command": "python tests/data/make_tiny_model.py"}
 
 
+def test_without_a_default_the_best_on_val_is_chosen_never_the_best_on_test(tmp_path):
+    from fer_hybrid import artifacts
+    from fer_hybrid.safe_io import file_sha256
+
+    models = {}
+    for name, val, test in (("good-on-test", 0.60, 0.80), ("good-on-val", 0.70, 0.50)):
+        shutil.copy(TINY, tmp_path / f"{name}.keras")
+        models[name] = {"kind": "cnn", "loader": "keras", "file": f"{name}.keras",
+                        "sha256": file_sha256(tmp_path / f"{name}.keras"),
+                        "metrics": {"val": {"accuracy": val}, "test": {"accuracy": test}}}
+    (tmp_path / "manifest.json").write_text(json.dumps({"models": models}))
+    assert pr.default_model(tmp_path) == "good-on-val"
+    artifacts.set_default("good-on-test", tmp_path)
+    assert pr.default_model(tmp_path) == "good-on-test"
+    with pytest.raises(ArtifactError, match="default"):
+        artifacts.set_default("missing", tmp_path)
+    assert read_manifest(tmp_path)["default"] == "good-on-test"  # a refused change leaves the file as it was
+
+
 def test_model_table_of_the_shipped_folder():
     rows = {r["name"]: r for r in pr.model_table()}
     assert set(rows) == set(pr.list_models())

@@ -1,0 +1,131 @@
+"""Export a shipped CNN to ONNX with its flip TTA inside the graph, and measure it against Keras in one run.
+
+    python experiments/export_onnx.py [--model best-val] [--ship] [--make-default]
+
+Method:
+1. The model: a shipped Keras CNN from the manifest; ``best-val`` (the default) takes the single Keras CNN
+   with the best recorded val accuracy as the registry runs it (TTA included) - chosen on val, never on test.
+2. The export: the network wrapped with :func:`fer_hybrid.cnn.export.with_flip_tta` (the registry's flip
+   policy, in the graph) and written as ONNX (Keras 3 ``model.export``, tf2onnx underneath).
+3. Agreement: the largest absolute difference between the ONNX and the registry's Keras probabilities on
+   every val and test image; the bar is 1e-4.
+4. Speed, same process, same thread count (1 by default, as the Analyzer runs): median batch-1 ms per face
+   of both, alternating blocks so load changes hit both alike.
+5. Accuracy of the ONNX model as run (train/val/test) in a standard report, ``experiments/reports/NAME-onnx``.
+6. ``--ship`` writes ``models/NAME.onnx`` and the manifest entry ``NAME-onnx`` (loader ``onnx``);
+   ``--make-default`` then makes the model the default: the ONNX entry when it agrees within 1e-4 and is
+   faster, else the Keras entry.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+MAX_DIFF = 1e-4
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="best-val", help="a shipped Keras CNN, or best-val (default)")
+    ap.add_argument("--data", default=None, help="FER2013 folder/.tar.gz/csv (default: $FER2013_PATH)")
+    ap.add_argument("--threads", type=int, default=1, help="intra-op threads of both runtimes (default 1)")
+    ap.add_argument("--repeats", type=int, default=5, help="alternating timing blocks of 50 calls (default 5)")
+    ap.add_argument("--ship", action="store_true", help="write models/NAME.onnx and its manifest entry")
+    ap.add_argument("--make-default", action="store_true", help="with --ship: make the faster agreeing form the default")
+    ap.add_argument("--reports", default=str(ROOT / "experiments" / "reports"))
+    args = ap.parse_args(argv)
+    os.environ.update({"TF_NUM_INTRAOP_THREADS": str(args.threads), "TF_NUM_INTEROP_THREADS": "1"})
+
+    from fer_hybrid import artifacts, reports
+    from fer_hybrid.data import load_fer2013
+    from fer_hybrid.evaluate import command_line, evaluate_predictor, metrics_from_proba, ms_per_face
+    from fer_hybrid.predictors import load_predictor, model_spec
+
+    # 1. The model, chosen on val among the shipped single Keras CNNs.
+    manifest = artifacts.read_manifest()["models"]
+    keras_cnns = {n: e for n, e in manifest.items() if artifacts.entry_loader(e) == "keras" and e.get("sha256")}
+    name = args.model
+    if name == "best-val":
+        name = max(sorted(keras_cnns), key=lambda n: keras_cnns[n]["metrics"]["val"]["accuracy"])
+    if name not in keras_cnns:
+        print(f"error: {name!r} is not a shipped Keras CNN; choose one of {', '.join(sorted(keras_cnns))}", file=sys.stderr)
+        return 2
+    spec = model_spec(name)
+    if spec.tta not in ("flip", "none"):
+        print(f"error: {name} runs with TTA {spec.tta!r}; only 'flip' or 'none' can go into the graph", file=sys.stderr)
+        return 2
+    data = load_fer2013(args.data)
+    keras_pred = load_predictor(name)
+
+    # 2. The export: the registry's flip policy inside the graph.
+    from fer_hybrid.cnn.export import export_onnx, with_flip_tta
+    from fer_hybrid.onnx_model import OnnxPredictor
+
+    graph = with_flip_tta(keras_pred.model, name=name.replace("-", "_")) if spec.tta == "flip" else keras_pred.model
+    out = (artifacts.models_dir() if args.ship else ROOT / "experiments" / "checkpoints" / f"{name}-onnx") / f"{name}.onnx"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    export_onnx(graph, out)
+    onnx_pred = OnnxPredictor(out, f"{name}-onnx", threads=args.threads)
+
+    # 3. Agreement with the registry's Keras predictor on every val and test image.
+    diffs, keras_metrics = {}, {}
+    for split in ("val", "test"):
+        x = data.split(split).x
+        pk = np.concatenate([keras_pred.predict_proba(x[i:i + 512]) for i in range(0, len(x), 512)])
+        po = np.concatenate([onnx_pred.predict_proba(x[i:i + 512]) for i in range(0, len(x), 512)])
+        diffs[split] = float(np.abs(pk - po).max())
+        keras_metrics[split] = metrics_from_proba(data.split(split).y, pk, data.classes)["accuracy"]
+    agrees = max(diffs.values()) <= MAX_DIFF
+
+    # 4. Speed, batch 1, alternating blocks in this one process.
+    face = data.test.x[:1]
+    times = {"keras": [], "onnx": []}
+    for _ in range(args.repeats):
+        times["keras"].append(ms_per_face(keras_pred.predict_proba, face))
+        times["onnx"].append(ms_per_face(onnx_pred.predict_proba, face))
+    ms = {k: float(np.median(v)) for k, v in times.items()}
+    faster = ms["onnx"] < ms["keras"]
+    load = os.getloadavg()[0]
+
+    # 5. The ONNX model's accuracy as run, in the standard report.
+    metrics = evaluate_predictor(onnx_pred.predict_proba, data)
+    report = reports.make_report(
+        name=f"{name}-onnx", kind="cnn", weights=f"models/{spec.artifact}", metrics=metrics, command=command_line(),
+        ms_per_face=ms["onnx"], artifact=reports.artifact_info(out, ROOT),
+        data={"source": Path(data.source).name, "sha256": data.sha256},
+        tta=f"{spec.tta} (in the ONNX graph)", evaluated_as_run=True, exported_from=name,
+        onnx={"max_abs_diff_vs_keras": diffs, "agrees_within": MAX_DIFF, "agrees": agrees,
+              "ms_per_face": ms["onnx"], "keras_ms_per_face": ms["keras"], "faster": faster,
+              "keras_accuracy": keras_metrics, "threads": args.threads, "timing_blocks": times,
+              "load_average_1min": load},
+        notes=(f"{name} chosen on val among the shipped Keras CNNs ({', '.join(sorted(keras_cnns))}); "
+               f"batch-1 ms per face of the registry's Keras predictor ({spec.tta} TTA) and of the ONNX graph "
+               f"measured in one process with {args.threads} thread(s), load average {load:.2f}"))
+    path = reports.write_report(report, Path(args.reports) / f"{name}-onnx")
+    summary = {"model": name, "onnx": str(out), "max_abs_diff": diffs, "agrees": agrees, "ms_per_face": ms,
+               "val": metrics["val"]["accuracy"], "test": metrics["test"]["accuracy"], "report": str(path)}
+
+    # 6. Ship, and choose the default form.
+    if args.ship:
+        artifacts.update_manifest(
+            f"{name}-onnx", out, command=command_line(), data=report["data"], weights=f"models/{spec.artifact}",
+            metrics={s: {k: metrics[s][k] for k in ("accuracy", "macro_f1", "n")} for s in metrics},
+            report=str(path.relative_to(ROOT)), kind="cnn", loader="onnx",
+            description=f"{name} with its {spec.tta} TTA inside an ONNX graph, run by onnxruntime without TensorFlow",
+            train_command=manifest[name].get("train_command") or manifest[name].get("command"))
+        if args.make_default:
+            default = f"{name}-onnx" if agrees and faster else name
+            artifacts.set_default(default)
+            summary["default"] = default
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
