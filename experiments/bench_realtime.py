@@ -67,7 +67,7 @@ def load_frames(video: Path, n: int, size: tuple[int, int]) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 def run_model(args) -> dict:
     from fer_hybrid.predictors import load_predictor, model_spec
-    from fer_hybrid.realtime import configure_tensorflow_threads
+    from fer_hybrid.keras_io import configure_tensorflow_threads
 
     configure_tensorflow_threads(args.tf_threads)
     t0 = time.perf_counter()
@@ -85,7 +85,8 @@ def time_mode(predictor, frames: np.ndarray, args, mode: str) -> dict:
     """One runner through the frames in ``mode`` ('pipelined' or 'sequential') -> FPS, times, stage split."""
     from contextlib import closing
 
-    from fer_hybrid.realtime import RealtimeRunner, annotate, stream
+    from fer_hybrid.inference.analyzer import VideoSession as RealtimeRunner, stream
+    from fer_hybrid.overlay import draw_faces as annotate
     from fer_hybrid.video import Frame
 
     if mode not in MODES:
@@ -239,7 +240,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     if args.depth is None:
-        from fer_hybrid.realtime import PIPELINE_DEPTH
+        from fer_hybrid.inference.analyzer import PIPELINE_DEPTH
 
         args.depth = PIPELINE_DEPTH
     if args.worker:

@@ -105,7 +105,7 @@ def main(argv=None) -> int:
     report = make_report(
         name=f"calibration-{name}", kind=spec.kind, weights=f"{name} (shipped)", metrics=metrics, classes=classes,
         artifact=artifact_info(root / spec.artifact, ROOT), data={"source": Path(data.source).name, "sha256": data.sha256},
-        eligible_on_val=allowed, model=name, tta=getattr(predictor, "tta", None), bins=args.bins, calibration=final.to_json(), calibration_kept=bool(keep), chosen_on_val=chosen,
+        benchmark="calibration", eligible_on_val=allowed, model=name, tta=getattr(predictor, "tta", None), bins=args.bins, calibration=final.to_json(), calibration_kept=bool(keep), chosen_on_val=chosen,
         cv_ece_val=cv, fitted={k: c.to_json() for k, c in fitted.items()}, before=before, after=after,
         notes=f"probabilities of {name} as the registry loads it and the Analyzer returns them (test-time "
               f"augmentation {getattr(predictor, 'tta', 'none')!r}) on the 48x48 faces; "

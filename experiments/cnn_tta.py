@@ -202,7 +202,7 @@ def base_report_fields(reports_dir, name, artifact):
 # Method
 # ---------------------------------------------------------------------------------------------
 def run(args) -> Path:
-    from fer_hybrid.realtime import configure_tensorflow_threads
+    from fer_hybrid.keras_io import configure_tensorflow_threads
 
     configure_tensorflow_threads(args.tf_threads, 1)
 

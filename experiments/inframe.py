@@ -122,7 +122,7 @@ def main(argv=None) -> int:
         classes=data.classes, ms_per_face=1e3 * seconds[chosen] / max(n_found, 1),
         artifact=artifact_info(root / spec.artifact, ROOT) if spec and (root / spec.artifact).is_file() else None,
         data={"source": Path(data.source).name, "sha256": data.sha256},
-        ms_per_face_by_variant={v: 1e3 * seconds[v] / max(n_found, 1) for v in variants},
+        benchmark="inframe", ms_per_face_by_variant={v: 1e3 * seconds[v] / max(n_found, 1) for v in variants},
         model=name, variants=specs, chosen_variant=chosen, selected_on=select, selection_score=score,
         n_per_split=args.n, seed=args.seed, temperature=args.temperature,
         conditions=[c.to_json() for c in conditions], rows=table,

@@ -75,7 +75,8 @@ def soak(predictor, source: str, frames: int, every: int, detect_every: int = 3,
     """Run the soak and return the measurements (no files written)."""
     from tqdm import tqdm
 
-    from fer_hybrid.realtime import RealtimeRunner, annotate
+    from fer_hybrid.inference.analyzer import VideoSession as RealtimeRunner
+    from fer_hybrid.overlay import draw_faces as annotate
 
     runner = RealtimeRunner(predictor, detect_every, smoothing, detect_width)
     stats = {"skipped": 0, "loops": 0}
@@ -200,15 +201,18 @@ def main(argv=None) -> int:
 
     from fer_hybrid import _atomic
     from fer_hybrid.artifacts import models_dir as default_models_dir
-    from fer_hybrid.realtime import DEFAULT_TF_THREADS, CliError, load_model, resolve_model
+    from fer_hybrid.errors import ArtifactError
+    from fer_hybrid.keras_io import configure_tensorflow_threads
+    from fer_hybrid.predictors import default_model, load_predictor
     from fer_hybrid.video import SourceError, open_source
 
-    tf_threads = DEFAULT_TF_THREADS if args.tf_threads is None else args.tf_threads
+    tf_threads = 1 if args.tf_threads is None else args.tf_threads  # the realtime CLI's default
+    configure_tensorflow_threads(tf_threads)
     try:
-        name = resolve_model(args.model, args.models_dir)
+        name = args.model or default_model(args.models_dir)
         open_source(args.source).close()
-        predictor = load_model(name, args.models_dir, tf_threads)
-    except (CliError, SourceError) as e:
+        predictor = load_predictor(name, args.models_dir)
+    except (ValueError, ArtifactError, FileNotFoundError, SourceError) as e:
         print(f"soak_realtime: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     root = Path(args.models_dir or default_models_dir())

@@ -134,6 +134,40 @@ def _row(report: dict) -> dict:
     }
 
 
+BENCHMARK_MARKERS = ("conditions", "calibration")  # keys of benchmark reports written before the field existed
+
+
+def is_benchmark(report: dict) -> bool:
+    """True for a measurement *of* a model on other data or another question (in-the-frame, calibration,
+    a labelled folder): it has ``benchmark`` (or, older reports, the keys of :data:`BENCHMARK_MARKERS`)
+    and is listed apart, never ranked among the models."""
+    return report.get("benchmark") is not None or any(k in report for k in BENCHMARK_MARKERS)
+
+
+def benchmark_rows(reports: Sequence[dict]) -> list[dict]:
+    """{"name", "benchmark", "model", "val", "test", "n", "path"} per benchmark report, by name."""
+    out = []
+    for r in reports:
+        if not is_benchmark(r):
+            continue
+        kind = r.get("benchmark") or next(k for k in BENCHMARK_MARKERS if k in r)
+        kind = {"conditions": "inframe"}.get(kind, kind)
+        m = r.get("metrics", {})
+        out.append({"name": r["name"], "benchmark": kind, "model": r.get("model") or r.get("weights") or "–",
+                    "val": (m.get("val") or {}).get("accuracy"), "test": (m.get("test") or {}).get("accuracy"),
+                    "n": (m.get("test") or {}).get("n"), "path": r.get("_path")})
+    return sorted(out, key=lambda row: row["name"])
+
+
+def benchmarks_markdown(rows: Sequence[dict]) -> str:
+    lines = ["| Benchmark | Kind | Model | Val | Test | n (test) |", "|---|---|---|---:|---:|---:|"]
+    for r in rows:
+        link = f"[{r['name']}]({Path(r['path']).with_name('report.md').as_posix()})" if r.get("path") else r["name"]
+        lines.append(f"| {link} | {r['benchmark']} | {r['model']} | {_cell('val', r['val'])} | "
+                     f"{_cell('test', r['test'])} | {r['n'] if r['n'] is not None else '–'} |")
+    return "\n".join(lines) + "\n"
+
+
 def ranking_table(reports: Sequence[dict], sort: str = "test") -> list[dict]:
     """Row dicts (keys of :data:`COLUMNS` plus ``path``), best ``sort`` accuracy first, rank 1..n.
 
@@ -142,7 +176,7 @@ def ranking_table(reports: Sequence[dict], sort: str = "test") -> list[dict]:
     if sort not in SORT_KEYS:
         raise ValueError(f"sort must be one of {', '.join(SORT_KEYS)}, got {sort!r}")
     other = "val" if sort == "test" else "test"
-    rows = [_row(r) for r in reports]
+    rows = [_row(r) for r in reports if not is_benchmark(r)]
 
     def key(row: dict):
         a, b = row[sort], row[other]
@@ -227,7 +261,7 @@ def save_chart(rows: Sequence[dict], path: str | os.PathLike, sort: str = "test"
     return save_figure(fig, path)
 
 
-def _document(rows: Sequence[dict], sort: str) -> str:
+def _document(rows: Sequence[dict], sort: str, benchmarks: Sequence[dict] = ()) -> str:
     study = ", ".join(f"{k} {v:.4f}" for k, v in STUDY_REFERENCE.items())
     return "\n".join([
         "# Model comparison", "",
@@ -240,7 +274,14 @@ def _document(rows: Sequence[dict], sort: str) -> str:
         "![test accuracy](comparison.png)", "",
         "Reports: " + ", ".join(f"[{r['model']}]({Path(r['path']).with_name('report.md').as_posix()})"
                                 for r in rows if r.get("path")),
-    ]) + "\n"
+    ] + ([
+        "", "## Benchmarks (not ranked)", "",
+        "Measurements of a shipped model on another question: faces in synthetic frames through the full "
+        "Analyzer (inframe: accuracy counting missed faces as errors, test = the default condition), "
+        "probability calibration (the model's own accuracy), or a labelled photo folder. They are not models "
+        "and are not ranked above.", "",
+        benchmarks_markdown(benchmarks).rstrip("\n"),
+    ] if benchmarks else [])) + "\n"
 
 
 def write_comparison(root: str | os.PathLike, out_dir: str | os.PathLike | None = None,
@@ -249,15 +290,17 @@ def write_comparison(root: str | os.PathLike, out_dir: str | os.PathLike | None 
 
     Returns (rows, {"md": path, "csv": path, "png": path}).
     """
-    rows = ranking_table(load_reports(root), sort=sort)
+    reports = load_reports(root)
+    rows = ranking_table(reports, sort=sort)
+    benchmarks = benchmark_rows(reports)
     out = Path(out_dir if out_dir is not None else root)
     paths = {"md": out / "comparison.md", "csv": out / "comparison.csv", "png": out / "comparison.png"}
     if out_dir is not None and Path(out).resolve() != Path(root).resolve():
         # report links in the Markdown are relative to root; make them relative to out_dir instead
-        for r in rows:
+        for r in [*rows, *benchmarks]:
             if r.get("path"):
                 r["path"] = os.path.relpath(Path(root) / r["path"], out)
-    _atomic.write_text(paths["md"], _document(rows, sort))
+    _atomic.write_text(paths["md"], _document(rows, sort, benchmarks))
     _atomic.write_text(paths["csv"], to_csv(rows))
     save_chart(rows, paths["png"], sort)
     return rows, paths

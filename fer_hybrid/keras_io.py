@@ -7,11 +7,13 @@ loading): ``cnn/``, ``hybrid`` and the registry import it; it never imports the 
   refuses Lambda layers and other deserialised Python code; only ``.keras`` zip files are read (legacy
   HDF5 / SavedModel / pickle files are refused). Any failure is an :class:`~.errors.ArtifactError`.
 - :func:`compiled_predict_fn`: one compiled ``tf.function`` of a model as a numpy function.
+- :func:`configure_tensorflow_threads`: TensorFlow's thread pools, set before it starts (or at once if it has).
 """
 from __future__ import annotations
 
 import importlib
 import os
+import sys
 import zipfile
 from pathlib import Path
 from typing import Callable
@@ -55,3 +57,22 @@ def compiled_predict_fn(model) -> Callable[[np.ndarray], np.ndarray]:
     fn = tf.function(lambda t: model(t, training=False), reduce_retracing=True,
                      input_signature=[tf.TensorSpec([None, h, w, c], tf.float32)])
     return lambda x: np.asarray(fn(np.asarray(x, np.float32).reshape(-1, h, w, c)), dtype=np.float32)
+
+
+def configure_tensorflow_threads(intra_op: int | None = 1, inter_op: int | None = 1) -> None:
+    """Limit TensorFlow's thread pools (must happen before TF runs its first op; 0/None = TF default).
+
+    Uses the TF_NUM_*_THREADS variables so that predictors without TensorFlow never import it.
+    """
+    for var, n in (("TF_NUM_INTRAOP_THREADS", intra_op), ("TF_NUM_INTEROP_THREADS", inter_op)):
+        if n:
+            os.environ[var] = str(int(n))
+    if "tensorflow" in sys.modules:
+        tf = sys.modules["tensorflow"]
+        try:
+            if intra_op:
+                tf.config.threading.set_intra_op_parallelism_threads(int(intra_op))
+            if inter_op:
+                tf.config.threading.set_inter_op_parallelism_threads(int(inter_op))
+        except (RuntimeError, AttributeError):
+            pass  # context already initialised: keep what it has

@@ -65,3 +65,12 @@ def draw_fps(img: np.ndarray, fps: float, extra: str = "") -> None:
     """Frames-per-second counter (and an optional note) in the top-left corner."""
     scale = max(0.4, min(0.7, img.shape[1] / 900))
     _text(img, f"{fps:5.1f} FPS {extra}".rstrip(), (6, int(22 * scale / 0.6)), scale, (255, 255, 255), 1)
+
+
+def draw_faces(image: np.ndarray, faces, classes: Sequence[str], draw_landmarks: bool) -> None:
+    """Draw every :class:`fer_hybrid.inference.Face` of a frame in place: box, smoothed label and bars
+    (or "no landmarks" for a face without an answer), and its landmarks when ``draw_landmarks``."""
+    for f in faces:
+        label = f.smoothed_label
+        draw_face(image, f.box, label, f.smoothed if label else None, classes,
+                  f.landmarks if draw_landmarks else None, None if label else "no landmarks")

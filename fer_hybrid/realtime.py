@@ -53,6 +53,8 @@ import numpy as np
 
 from .inference.analyzer import PIPELINE_DEPTH, Analyzer, Face, VideoSession, run_frames, stream  # noqa: F401
 from .inference.framing import crop_faces  # noqa: F401  (re-exported)
+from .keras_io import configure_tensorflow_threads  # noqa: F401  (re-exported)
+from .overlay import draw_faces as annotate  # noqa: F401  (re-exported under its old name)
 
 EXIT_BAD_INPUT = 2
 DEFAULT_TF_THREADS = 1  # measured: see experiments/reports/bench-realtime/benchmark.md
@@ -61,25 +63,6 @@ DEFAULT_TF_THREADS = 1  # measured: see experiments/reports/bench-realtime/bench
 # ---------------------------------------------------------------------------------------------
 # Setup helpers
 # ---------------------------------------------------------------------------------------------
-def configure_tensorflow_threads(intra_op: int | None = DEFAULT_TF_THREADS, inter_op: int | None = 1) -> None:
-    """Limit TensorFlow's thread pools (must happen before TF runs its first op; 0/None = TF default).
-
-    Uses the TF_NUM_*_THREADS variables so that predictors without TensorFlow never import it.
-    """
-    for var, n in (("TF_NUM_INTRAOP_THREADS", intra_op), ("TF_NUM_INTEROP_THREADS", inter_op)):
-        if n:
-            os.environ[var] = str(int(n))
-    if "tensorflow" in sys.modules:
-        tf = sys.modules["tensorflow"]
-        try:
-            if intra_op:
-                tf.config.threading.set_intra_op_parallelism_threads(int(intra_op))
-            if inter_op:
-                tf.config.threading.set_inter_op_parallelism_threads(int(inter_op))
-        except (RuntimeError, AttributeError):
-            pass  # context already initialised: keep what it has
-
-
 def quiet_tensorflow_logs() -> None:
     """Before TensorFlow is imported: its C++ log level to errors only, absl's and TF's Python loggers to
     ERROR. (TF 2.20+ still prints a few INFO lines from C++ before absl is initialised; the CLI filters
@@ -200,15 +183,6 @@ def has_display() -> bool:
 # ---------------------------------------------------------------------------------------------
 RealtimeRunner = VideoSession  # detection/tracking + predictor over one video's frames
 FaceResult = Face
-
-
-def annotate(image: np.ndarray, faces: list[Face], classes: Sequence[str], draw_landmarks: bool) -> None:
-    from .overlay import draw_face
-
-    for f in faces:
-        label = f.smoothed_label
-        draw_face(image, f.box, label, f.smoothed if label else None, classes,
-                  f.landmarks if draw_landmarks else None, None if label else "no landmarks")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -351,19 +325,15 @@ def build_parser() -> argparse.ArgumentParser:
 # Models
 # ---------------------------------------------------------------------------------------------
 def list_models_text(root: Path | None) -> str:
-    from .predictors import default_model, list_models, model_spec
+    """One line per registered model of ``root``: name, kind, test accuracy as the registry runs it, state."""
+    from .predictors import model_table
 
-    available = set(list_models(available_only=True, root=root))
-    try:
-        default = default_model(root)
-    except FileNotFoundError:
-        default = None
-    lines = []
-    for name in list_models():
-        spec = model_spec(name)
-        state = "shipped" if name in available else f"missing (train: {spec.train_command})"
-        mark = " (default)" if name == default else ""
-        lines.append(f"{name:12s} {spec.kind:9s} {state}{mark}  - {spec.description}")
+    lines = [f"{'name':16s} {'kind':9s} {'test':>6s}  state - description"]
+    for r in model_table(root):
+        acc = f"{r['test_accuracy']:.4f}" if r["test_accuracy"] is not None else "-"
+        state = "shipped" if r["available"] else f"missing (train: {r['train_command']})"
+        mark = " (default)" if r["default"] else ""
+        lines.append(f"{r['name']:16s} {r['kind']:9s} {acc:>6s}  {state}{mark} - {r['description']}")
     return "\n".join(lines)
 
 

@@ -92,8 +92,8 @@ CASES: tuple[Case, ...] = (
          "ValueError; ValueError; scaled like 8-bit; (0, 5) result"),
     Case("api-empty-source", API, "open_source('') and open_source('  ')", "SourceError 'empty source' (not the current folder)"),
     Case("api-huge-camera-index", API, "open_source('99999999999999999999')", "SourceError 'camera index ... out of range'"),
-    Case("api-huge-header-image", API, "PNG whose header claims 20000 x 20000 (400 megapixels), alone and in a folder",
-         "alone: SourceError 'too large'; in a folder: skipped, listed in too_large, never decoded"),
+    Case("api-huge-header-image", API, "PNG whose header claims 20000 x 20000 (400 megapixels), alone, in a folder and to Analyzer.analyze",
+         "alone or to the Analyzer: SourceError 'too large'; in a folder: skipped, listed in too_large, never decoded"),
     Case("api-video-writer-no-frames", API, "AtomicVideoWriter closed without frames over an existing file",
          "OutputError 'not written'; previous file intact; no temp file"),
     Case("api-video-writer-unreadable", API, "AtomicVideoWriter whose file does not reopen with its frames",
@@ -741,6 +741,11 @@ def test_api_huge_header_image_is_not_decoded(case, tmp_path, monkeypatch):
         frames = list(src)
     assert len(frames) == 2 and src.skipped == 1 and src.too_large == [str(folder / "1b-huge.png")]
     assert "1b-huge.png" not in decoded  # skipped from its header: never handed to a decoder
+    from fer_hybrid.inference.analyzer import read_image
+
+    with pytest.raises(SourceError, match=msg):  # the photo API refuses it the same way, without decoding
+        read_image(big)
+    assert "huge.png" not in decoded
 
 
 @pytest.mark.parametrize("case", cases("api-video-writer-no-frames", "api-video-writer-unreadable"))

@@ -161,3 +161,16 @@ def test_update_readme_without_markers_is_a_clear_error(tmp_path):
     readme.write_text("no markers\n")
     with pytest.raises(ValueError, match="compare:begin"):
         update_readme(readme, [])
+
+
+def test_benchmark_reports_are_listed_apart_never_ranked(reports_dir):
+    _write(reports_dir, _report("inframe-best", None, 0.52, 0.50, benchmark="inframe", model="best"))
+    _write(reports_dir, _report("calibration-best", None, 0.70, 0.71, calibration={"T": 1.2}, model="best"))  # older: no field
+    rows, paths = compare.write_comparison(reports_dir)
+    assert [r["model"] for r in rows] == ["best", "overfit", "floor"]
+    bench = compare.benchmark_rows(compare.load_reports(reports_dir))
+    assert [(b["name"], b["benchmark"], b["model"], b["test"]) for b in bench] == [
+        ("calibration-best", "calibration", "best", 0.71), ("inframe-best", "inframe", "best", 0.50)]
+    md = paths["md"].read_text()
+    ranked, apart = md.split("## Benchmarks (not ranked)")
+    assert "inframe-best" not in ranked and "[inframe-best](inframe-best/report.md) | inframe | best" in apart

@@ -23,7 +23,7 @@ def write_folder_report(result, out: str | os.PathLike, *, folder, model: str, l
     report = make_report(
         name=f"folder-{Path(folder).resolve().name}-{model}", kind=kind, weights=f"{model} (shipped)",
         metrics={"train": {"accuracy": None}, "val": {"accuracy": None}, "test": m},
-        folder=str(folder), model=model, labels=labels, skipped=skipped, analyzer=analyzer,
+        benchmark="folder", folder=str(folder), model=model, labels=labels, skipped=skipped, analyzer=analyzer,
         notes=(f"the folder {Path(folder).name} scored through the Analyzer ({analyzer}); the 'test' row is the "
                f"folder: {m['n']} labelled images, faces found in {m['found']} (accuracy counts images without a "
                f"face as errors; over found faces {m['accuracy_found']:.4f}); {m['unreadable']} unreadable; "

@@ -427,11 +427,14 @@ class VideoAnalysis:
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """uint8 BGR (h, w, 3) of an image file; SourceError naming the file when it cannot be decoded."""
-    from ..video import SourceError, decode_image
+    from ..video import SourceError, decode_image, too_large_reason
 
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"image not found: {path}" if not path.exists() else f"not a file: {path}")
+    reason = too_large_reason(path)  # read from the header: a decompression bomb is refused before decoding
+    if reason:
+        raise SourceError(reason)
     image = decode_image(path)
     if image is None:
         raise SourceError(f"cannot read image {path} (not an image, truncated, or an unsupported format)")
