@@ -121,14 +121,18 @@ def _load_descriptor(path: Path, report: dict):
         return load_cnn_ensemble_predictor(path, report["name"])
     if fmt == "fer_hybrid.landmark_ensemble":
         from fer_hybrid.landmarks.models import LandmarkEnsemble
+        from fer_hybrid.landmarks.predictor import LandmarkPredictor, load_landmark_predictor
 
-        # scored on the landmarks the report's own test numbers used: the ensemble's landmark_method
-        ens = LandmarkEnsemble.load(path)
-        member = report["name"].removeprefix("landmarks-")
-        if member in ens.members:  # a member's own report: that member alone
+        # scored on the landmarks the report's own test numbers used (the model's landmark_method), with
+        # the features it was trained on (geometry, + appearance at the landmarks when it has it)
+        lp = load_landmark_predictor(path, report["name"])
+        ens = lp.ensemble
+        member = report["name"].split("-")[-1]
+        if member in ens.members and report["name"] != "landmarks-ensemble":  # a member's report: it alone
             ens = LandmarkEnsemble({member: ens.members[member]}, {member: 1.0}, ens.features, ens.classes,
                                    ens.tta_mirror, ens.n_jobs, ens.landmark_method)
-        return ens
+            lp = LandmarkPredictor(ens, report["name"], lp.box_scale, lp.method, lp.appearance)
+        return lp
     raise Skip(f"{path}: unknown descriptor format {fmt!r}")
 
 
@@ -137,12 +141,12 @@ def predict_test(model, inputs: TestInputs, batch: int = 512) -> np.ndarray:
     from fer_hybrid.hybrid import HybridPredictor
 
     x = inputs.data.test.x
-    if hasattr(model, "predict_proba_points"):  # a landmark ensemble
-        return model.predict_proba_points(inputs.points(model.landmark_method))
+    if hasattr(model, "predict_proba_points"):  # a landmark predictor: its own landmark method and features
+        return model.predict_proba_points(x, inputs.points(model.ensemble.landmark_method))
     if isinstance(model, HybridPredictor):  # the landmark method its landmark predictor runs at inference
         cnn_p, emb = model.cnn.predict(x)
         pts = inputs.points(model.landmarks.method)
-        return model.fuse(cnn_p, emb, model.landmarks.ensemble.predict_proba_points(pts), pts)
+        return model.fuse(cnn_p, emb, model.landmarks.predict_proba_points(x, pts), pts)
     return np.concatenate([model.predict_proba(x[i:i + batch]) for i in range(0, len(x), batch)])
 
 

@@ -8,10 +8,10 @@ Method
      vggbn) of every image under each test-time augmentation policy of ``--tta`` (fer_hybrid.cnn.tta;
      default none, flip and flip-scale: the face, + its mirror, + both zoomed by 1.1 and 1/1.1), averaged
      over the policy's views; each distinct view is predicted once. The policy is chosen on val.
-   - Landmark ensemble (models/landmarks/ensemble.json): probabilities (n, 5) and the geometric features
-     from dlib's 68 points found with the full-image box by the ensemble's own landmark method, as the
-     shipped landmark predictor does (cached extraction). Faces without landmarks give NaN and fall back
-     to the CNN alone.
+   - Landmark model (models/landmarks/ensemble.json): probabilities (n, 5) exactly as the shipped landmark
+     predictor computes them (geometry + appearance at the landmarks, mirror TTA), from dlib's 68 points
+     found by the model's own landmark method (cached extraction), and the geometric features (for feature
+     fusion, as HybridPredictor computes them). Faces without landmarks give NaN and fall back to the CNN.
 3. Fusions (fer_hybrid.fusion):
    a. late: w * p_cnn + (1 - w) * p_landmarks, w on a 0.05 grid maximising val accuracy;
    b. stacking: logistic regression on [log p_cnn, log p_landmarks]. Both base models were trained on all
@@ -20,7 +20,9 @@ Method
       enters the choice), then refit on all of val;
    c. feature: standardised [CNN embedding, landmark features] -> logistic regression (C grid) or
       HistGradientBoosting, trained on train, chosen on val.
-4. Choice. The variant with the best val accuracy is shipped to models/hybrid/ (descriptor naming the CNN
+4. Choice. The variant with the best val accuracy is shipped to models/hybrid/ only if it beats its own CNN
+   part on val (else nothing is shipped and the command exits 1); every report carries the CNN part's
+   accuracy and the fusion's gain over it on val and test. It goes to models/hybrid/ (descriptor naming the CNN
    and landmark files + the fusion head) and recorded in the manifest; every variant gets a report
    (kind "hybrid") in experiments/reports/hybrid-<variant>/ with its own loadable descriptor.
 5. CNN ensemble (``--cnn-ensemble A,B``): a weighted average of our CNNs — members and weights by greedy
@@ -127,9 +129,9 @@ def cnn_parts(path: Path, data, policies: list[str], progress=True) -> dict:
 
     from fer_hybrid.cnn.tta import tta_policy, tta_views
     from fer_hybrid.data import cache_dir
-    from fer_hybrid.evaluate import file_sha256
     from fer_hybrid.hybrid import CNNEnsemblePredictor
     from fer_hybrid.predictors import to_gray_faces
+    from fer_hybrid.safe_io import file_sha256
 
     distinct = list(dict.fromkeys(v for p in policies for v in tta_policy(p)))
     index = {v: i for i, v in enumerate(distinct)}
@@ -157,9 +159,10 @@ def cnn_parts(path: Path, data, policies: list[str], progress=True) -> dict:
 def landmark_parts(lm_json: Path, source, data, n_jobs: int) -> dict:
     """{f"{split}_p": (n, 5) landmark probabilities, f"{split}_f": (n, f) features} (NaN rows: no landmarks)."""
     from fer_hybrid.data import cache_dir
-    from fer_hybrid.evaluate import file_sha256
+    from fer_hybrid.hybrid import landmark_features
     from fer_hybrid.landmarks.extract import extract_fer2013
     from fer_hybrid.landmarks.predictor import load_landmark_predictor
+    from fer_hybrid.safe_io import file_sha256
 
     lm = load_landmark_predictor(lm_json)
 
@@ -168,8 +171,10 @@ def landmark_parts(lm_json: Path, source, data, n_jobs: int) -> dict:
         out = {}
         for s in SPLITS:
             pts = ext.points_for(data.split(s).keys)
-            out[f"{s}_p"] = lm.ensemble.predict_proba_points(pts)
-            out[f"{s}_f"] = lm.ensemble.features.transform(pts).astype(np.float32)
+            # probabilities exactly as the landmark predictor computes them (geometry + appearance at the
+            # landmarks, mirror TTA); feature fusion uses the geometric features (what HybridPredictor computes)
+            out[f"{s}_p"] = lm.predict_proba_points(data.split(s).x, pts)
+            out[f"{s}_f"] = landmark_features(lm, pts).astype(np.float32)
         return out
 
     return lm, cached(cache_dir() / f"hybrid-lm-{file_sha256(lm_json)[:20]}-{data.sha256[:12]}.npz", compute)
@@ -308,14 +313,16 @@ def run(args: argparse.Namespace) -> int:
         X = fusion_inputs(cnn, lmp)
         for variant, fuser in fit_fusions(X, data, heads, args.n_jobs).items():
             name = f"hybrid-{variant}" if key == args.cnn else f"hybrid-ens-{variant}"
-            candidates.append((fuser.val_accuracy_, name, members, tta, fuser, X, member_w))
+            candidates.append((fuser.val_accuracy_, name, members, tta, fuser, X, member_w, cnn))
         if key == "ens":
             write_ensemble_report(out_root, members, files, tta, cnn, data, fp_labels, weights, command, member_w)
 
     best = max(candidates, key=lambda c: c[0])
-    for val_acc, name, members, tta, fuser, X, member_w in candidates:
+    for val_acc, name, members, tta, fuser, X, member_w, cnn in candidates:
         proba = {s: fz.with_fallback(fuser.predict_proba(X[s]), X[s]["cnn_proba"])[0] for s in SPLITS}
         metrics = split_metrics(proba, data, fp_labels)
+        cnn_acc = {s: val_accuracy(cnn[s][0], data.split(s).y) for s in ("val", "test")}
+        gain = {s: metrics[s]["accuracy"] - cnn_acc[s] for s in ("val", "test")}
         cnn_pred = CNNEnsemblePredictor.from_files([files[m] for m in members], tta=tta, weights=member_w)
         hp = HybridPredictor(cnn_pred, lm, fuser, landmark_model=lm_json)
         desc = hp.save(out_root / name / "hybrid.json", models_root=models_root,
@@ -330,6 +337,7 @@ def run(args: argparse.Namespace) -> int:
                               "val accuracy of the head trained on train" if fuser.method == "feature" else
                               "val accuracy at the weight chosen on val"),
               fallback_to_cnn=fallback, chosen=name == best[1], cnn_files=[files[m].name for m in members],
+              cnn_part_accuracy=cnn_acc, gain_over_cnn=gain,
               labels_trained_on="FER2013 (original labels)",
               notes=f"CNN(s) {', '.join(members)}: initial weights {weights or 'none (random initialisation)'}; "
                     "fusion fit as documented in experiments/hybrid.py; every choice made on val only")
@@ -338,7 +346,12 @@ def run(args: argparse.Namespace) -> int:
     if args.no_ship:
         print(f"best by val: {best[1]} ({best[0]:.4f}); not shipped (--no-ship)")
         return 0
-    val_acc, name, members, tta, fuser, X, member_w = best
+    val_acc, name, members, tta, fuser, X, member_w, cnn = best
+    cnn_val = val_accuracy(cnn["val"][0], data.val.y)
+    if not val_acc > cnn_val:  # a fusion that does not beat its own CNN part on val is not a hybrid
+        print(f"not shipped: the best fusion {name} (val {val_acc:.4f}) does not beat its CNN part "
+              f"{'+'.join(members)} (val {cnn_val:.4f}) on val", file=sys.stderr)
+        return 1
     cnn_pred = CNNEnsemblePredictor.from_files([files[m] for m in members], tta=tta, weights=member_w)
     for m, f in files.items():
         if m in members and f.resolve().parent != models_root.resolve():

@@ -290,6 +290,8 @@ def test_malformed_hybrid_descriptor_names_file_and_field(tmp_path, damage, mess
     from fer_hybrid.hybrid import load_hybrid_predictor
 
     desc = json.loads((MODELS / "hybrid" / "hybrid.json").read_text())
+    desc["cnn"] = json.loads((MODELS / "ensemble" / "ensemble.json").read_text())["cnn"]  # 7 CNNs
+    assert len(desc["cnn"]["files"]) == 7
     damage(desc)
     path = tmp_path / "hybrid.json"
     path.write_text(json.dumps(desc))
@@ -304,7 +306,10 @@ def test_shipped_descriptors_are_valid_and_have_no_compatibility_fields():
 
     hybrid = json.loads((MODELS / "hybrid" / "hybrid.json").read_text())
     validate_hybrid_descriptor(hybrid, "hybrid.json")
-    assert "flip_tta" not in hybrid["cnn"] and hybrid["cnn"]["tta"] == "flip-scale"
+    report = json.loads((ROOT / hybrid["report"]).read_text())
+    assert "flip_tta" not in hybrid["cnn"] and hybrid["cnn"]["tta"] in report["backbone"]  # the TTA it was scored with
+    assert hybrid["fusion"] != {"method": "late", "weight_cnn": 1.0}  # the landmarks carry weight
+    assert report["gain_over_cnn"]["val"] > 0  # and it beats its own CNN part on val
     lm = validate_descriptor(json.loads((MODELS / "landmarks" / "ensemble.json").read_text()), "ensemble.json")
     assert {m["file"] for m in lm["members"]} == {"xgboost.ubj", "hgb.skops", "mlp.skops", "logreg.skops"}
     assert not list(MODELS.rglob("*.joblib")) and not list(MODELS.rglob("*.pkl"))
@@ -316,9 +321,8 @@ def test_shipped_descriptors_are_valid_and_have_no_compatibility_fields():
 def test_cnn_ensemble_descriptor_validation(tmp_path):
     from fer_hybrid.hybrid import load_cnn_ensemble_predictor
 
-    desc = json.loads((MODELS / "hybrid" / "hybrid.json").read_text())
-    desc = {"format": "fer_hybrid.cnn_ensemble", "format_version": 1, "classes": desc["classes"], "cnn": desc["cnn"]}
-    desc["cnn"]["weights"] = [0.0] * 7
+    desc = json.loads((MODELS / "ensemble" / "ensemble.json").read_text())
+    desc["cnn"]["weights"] = [0.0] * len(desc["cnn"]["files"])
     (tmp_path / "e.json").write_text(json.dumps(desc))
     with pytest.raises(ArtifactError, match=r"e.json: field 'cnn.weights' sums to 0"):
         load_cnn_ensemble_predictor(tmp_path / "e.json")
