@@ -111,7 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="dlib HOG upsampling 0..3 (finds smaller faces, slower; default 0 for videos, for "
                          "photos once when the shorter side is below 400 px)")
     ap.add_argument("--crop-margin", type=_margin, default=0.1,
-                    help="grow each face box by this fraction per side before cropping (default 0.1)")
+                    help="with --align off: grow each face box by this fraction per side before cropping (default 0.1)")
+    ap.add_argument("--align", choices=["auto", "off", "box", "level", "eyes"], default="auto",
+                    help="face crop for crop models: auto (default: level for crop models, chosen on val in the frame; "
+                         "models that place their own landmarks are not aligned), off (the box grown by --crop-margin), "
+                         "box (FER2013's calibrated framing of the box), level (that, turned to level the eyes), "
+                         "eyes (eyes on FER2013's mean eye positions)")
     ap.add_argument("--max-frames", type=_positive_int, help="videos: analyse at most this many frames each")
     ap.add_argument("--tf-threads", type=_non_negative_int, default=1,
                     help="TensorFlow intra-op threads per process (default 1; 0 = TF default)")
@@ -130,7 +135,8 @@ def settings_from_args(args):
     try:
         return make_settings(args.model, args.models_dir, detect_every=args.detect_every,
                              smoothing=args.smoothing, detect_width=args.detect_width or None,
-                             upsample=args.upsample, crop_margin=args.crop_margin, max_frames=args.max_frames,
+                             upsample=args.upsample, crop_margin=args.crop_margin, align=args.align,
+                             max_frames=args.max_frames,
                              fmt=args.fmt, tf_threads=args.tf_threads, pipeline=args.pipeline)
     except (ValueError, ArtifactMissingError, ArtifactError) as e:
         raise CliError(str(e)) from None

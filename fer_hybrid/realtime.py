@@ -308,7 +308,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="EMA alpha for per-face probabilities in (0, 1], weight of the newest frame "
                          "(1 = off; default 0.5; 1 for images)")
     ap.add_argument("--crop-margin", type=_number(float, 0, 2), default=0.1,
-                    help="grow each face box by this fraction per side before cropping, 0..2 (default 0.1)")
+                    help="with --align off: grow each face box by this fraction per side before cropping, 0..2 "
+                         "(default 0.1)")
+    ap.add_argument("--align", choices=["auto", "off", "box", "level", "eyes"], default="auto",
+                    help="face crop for crop models: auto (default: level for crop models, chosen on val in the frame; "
+                         "models that place their own landmarks are not aligned), off (the box grown by --crop-margin), "
+                         "box (FER2013's calibrated framing of the box), level (that, turned to level the eyes), "
+                         "eyes (eyes on FER2013's mean eye positions)")
     ap.add_argument("--landmarks", action="store_true", help="compute and draw dlib's 68 landmarks (JSONL gains them)")
     ap.add_argument("--tf-threads", type=_number(int, 0, 64), default=DEFAULT_TF_THREADS,
                     help=f"TensorFlow intra-op threads, 0..64 (default {DEFAULT_TF_THREADS}, measured fastest for "
@@ -601,7 +607,7 @@ def run(args) -> dict:
     with source:
         plan = plan_outputs(args, source)
         predictor = load_model(name, args.models_dir, args.tf_threads)
-        analyzer = Analyzer(predictor, crop_margin=args.crop_margin, landmarks=args.landmarks,
+        analyzer = Analyzer(predictor, crop_margin=args.crop_margin, landmarks=args.landmarks, align=args.align,
                             upsample=args.upsample if images and args.upsample is not None else None)
         detect_width = args.detect_width if args.detect_width is not None else 480
         runner = analyzer.session(detect_every, smoothing, detect_width or None, args.upsample or 0)

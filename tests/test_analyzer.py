@@ -164,3 +164,32 @@ def test_gif_photos_are_read(analyzer, tmp_path):
     Image.open(FACE).convert("RGB").save(gif)
     (f,) = analyzer.analyze(gif)
     assert f.label in STUDY_EMOTIONS
+
+
+def test_default_alignment_is_level_for_crop_models_and_none_for_frame_models():
+    sizes = []
+
+    class Crops:
+        name, classes, input_kind = "crops", STUDY_EMOTIONS, "crops"
+
+        def predict_proba(self, faces):
+            sizes.extend(np.shape(f)[:2] for f in faces)
+            return np.tile([0.1, 0.1, 0.6, 0.1, 0.1], (len(faces), 1))
+
+    class Frame(Crops):
+        name, input_kind = "frame", "frame"
+
+        def predict_frame(self, frame, boxes):
+            return np.tile([0.1, 0.1, 0.6, 0.1, 0.1], (len(boxes), 1)), None
+
+    assert Analyzer(Crops()).align == "level" and Analyzer(Crops(), align="off").align is None
+    assert Analyzer(Frame()).align is None  # "auto" never aligns a model that places its own landmarks
+    with pytest.raises(ValueError, match="align applies to crop models"):
+        Analyzer(Frame(), align="level")
+    with pytest.raises(ValueError, match="'auto', 'off'"):
+        Analyzer(Crops(), align="sideways")
+    (f,) = Analyzer(Crops()).analyze(FACE)
+    (g,) = Analyzer(Crops(), align="off", crop_margin=0.0).analyze(FACE)
+    x0, y0, x1, y1 = g.box
+    assert sizes[1] == (y1 - y0 + 1, x1 - x0 + 1)   # off: exactly the box
+    assert sizes[0] != sizes[1] and sizes[0][0] == sizes[0][1]   # level: the calibrated square, not the box

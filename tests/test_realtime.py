@@ -190,7 +190,7 @@ def test_crop_predictors_get_landmarks_from_the_analyzer():
             return np.full((len(faces), 5), 0.2)
 
     p = CropsOnly()
-    runner = realtime.RealtimeRunner(p, detect_every=1, crop_margin=0.0, want_landmarks=True)
+    runner = realtime.RealtimeRunner(p, detect_every=1, crop_margin=0.0, want_landmarks=True, align=False)
     (face,) = runner.process(face_frames(1)[0])
     x0, y0, x1, y1 = face.box
     assert p.sizes == [(y1 - y0 + 1, x1 - x0 + 1)]  # margin 0: exactly the inclusive box

@@ -66,6 +66,7 @@ class Settings:
     detect_width: int | None = 480
     upsample: int | None = None
     crop_margin: float = 0.1
+    align: str = "auto"
     max_frames: int | None = None
     fmt: str = "csv"
     tf_threads: int = 1
@@ -226,7 +227,7 @@ def tf_thread_env(threads: int | None) -> dict[str, str]:
 
 @functools.lru_cache(maxsize=2)
 def _cached_analyzer(model: str, fingerprint: str, models_dir: str | None, crop_margin: float,
-                     upsample: int | None, tf_threads: int):
+                     upsample: int | None, tf_threads: int, align: str = "auto"):
     from ..inference import Analyzer
     from ..predictors import ArtifactError
 
@@ -235,14 +236,14 @@ def _cached_analyzer(model: str, fingerprint: str, models_dir: str | None, crop_
     if found != fingerprint:
         raise ArtifactError(f"model {model!r} here has fingerprint {found[:12]}, the batch expects "
                             f"{fingerprint[:12]} (a different artifact or manifest entry)")
-    return Analyzer(model, crop_margin=crop_margin, upsample=upsample, models_dir=models_dir)
+    return Analyzer(model, crop_margin=crop_margin, upsample=upsample, models_dir=models_dir, align=align)
 
 
 def worker_analyzer(settings: Settings):
     """The Analyzer of this process for ``settings`` (loaded on first use, then reused by every task: on
     Dask each worker process keeps its own)."""
     return _cached_analyzer(settings.model, settings.model_fingerprint, settings.models_dir, settings.crop_margin,
-                            settings.upsample, settings.tf_threads)
+                            settings.upsample, settings.tf_threads, settings.align)
 
 
 def warm_up(settings: Settings) -> str:

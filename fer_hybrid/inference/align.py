@@ -1,6 +1,8 @@
 """Aligned face crops: level the eyes (dlib's 68 points) and scale/shift the face to FER2013's framing.
 
-Modes (:data:`ALIGN_MODES`; ``align=True`` means ``"eyes"``):
+Modes (:data:`ALIGN_MODES`; ``align=True`` means ``"eyes"``; ``"auto"``, the Analyzer's default, means
+``"level"`` for a crop model and nothing for a model that places its own landmarks: ``level`` won in the
+frame on val for both CNNs measured, experiments/reports/inframe-vggbn*/):
 
 - ``"box"``: the calibrated upright square of the HOG box (:func:`fer_hybrid.inference.framing.framed_crops`);
   no landmarks needed.
@@ -19,18 +21,23 @@ import numpy as np
 from .framing import FER2013_FRAMING, Framing, box_geometry, framed_squares, warp_crops
 
 ALIGN_MODES = ("box", "level", "eyes")
+AUTO = "auto"
+AUTO_FOR_CROP_MODELS = "level"   # chosen on val in the frame (experiments/inframe.py)
 LEFT_EYE, RIGHT_EYE = slice(36, 42), slice(42, 48)
 
 
-def check_align(align) -> str | None:
-    """None for False/None, ``"eyes"`` for True, else the mode name; ValueError for anything else."""
-    if align is None or align is False:
+def check_align(align, input_kind: str = "crops") -> str | None:
+    """None for False/None/"off", ``"eyes"`` for True, ``"auto"`` -> ``"level"`` for a crop model (input_kind
+    "crops") and None otherwise, else the mode name; ValueError for anything else."""
+    if align is None or align is False or align == "off":
         return None
     if align is True:
         return "eyes"
+    if align == AUTO:
+        return AUTO_FOR_CROP_MODELS if input_kind == "crops" else None
     if isinstance(align, str) and align in ALIGN_MODES:
         return align
-    raise ValueError(f"align must be False, True or one of {', '.join(ALIGN_MODES)}; got {align!r}")
+    raise ValueError(f"align must be False, True, 'auto', 'off' or one of {', '.join(ALIGN_MODES)}; got {align!r}")
 
 
 def needs_landmarks(mode: str | None) -> bool:

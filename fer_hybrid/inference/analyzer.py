@@ -144,7 +144,7 @@ class FacePredictor:
     (k, 68, 2) | None, fallback bool (k,), timings)``."""
 
     def __init__(self, predictor, crop_margin: float = DEFAULT_MARGIN, landmarks: bool = False,
-                 align: bool | str = False, temperature: float | None = None):
+                 align: bool | str = "auto", temperature: float | None = None):
         self.predictor = predictor
         self.name = str(getattr(predictor, "name", type(predictor).__name__))
         self.classes = tuple(getattr(predictor, "classes", STUDY_EMOTIONS))
@@ -154,11 +154,15 @@ class FacePredictor:
                              "'crops' or 'frame'")
         self.crop_margin = check_margin(crop_margin)
         self.landmarks = bool(landmarks)
-        self.align = check_align(align)          # None: margin crop; else an align.py mode (crop models only)
+        self.align = check_align(align, self.input_kind)  # None: margin crop; else an align.py mode (crop models)
         if self.align and self.input_kind != "crops":
             raise ValueError(f"align applies to crop models; {self.name!r} places its own landmarks "
                              "(input_kind 'frame')")
         self.temperature = None if temperature is None else check_temperature(temperature)
+        if self.input_kind == "crops" and (needs_landmarks(self.align) or self.landmarks):
+            from ..landmarks.detect import load_shape_predictor
+
+            load_shape_predictor()  # at start-up, not inside the first frame's time
 
     def run(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, dict]:
         from ..images import to_gray
@@ -212,7 +216,7 @@ class VideoSession:
 
     def __init__(self, predictor, detect_every: int = 3, smoothing: float = 0.5,
                  detect_width: int | None = VIDEO_DETECT_WIDTH, upsample: int = 0,
-                 crop_margin: float = DEFAULT_MARGIN, want_landmarks: bool = False, align: bool | str = False,
+                 crop_margin: float = DEFAULT_MARGIN, want_landmarks: bool = False, align: bool | str = "auto",
                  temperature: float | None = None):
         from .tracking import FaceTracker
 
@@ -304,15 +308,16 @@ class Analyzer:
     :data:`PHOTO_UPSAMPLE_BELOW` px, else none). ``tta``: for a crop model, a test-time augmentation
     policy of :mod:`fer_hybrid.cnn.tta` on top of what the model runs (None: exactly the shipped model).
     ``models_dir``: where the artifacts live (default: ``$FER_HYBRID_MODELS`` or the packaged models).
-    ``align``: for a crop model, the crop (:mod:`fer_hybrid.inference.align`): False = box + ``crop_margin``;
-    "box" = FER2013's calibrated framing of the box; "level" = that, turned to level the eyes; True / "eyes" =
-    eyes placed on FER2013's mean eye positions. ``temperature``: divide the model's log-probabilities by it
+    ``align``: for a crop model, the crop (:mod:`fer_hybrid.inference.align`): "auto" (default) = "level"
+    for crop models (chosen on val in the frame), nothing for models that place their own landmarks;
+    False / "off" = box + ``crop_margin``; "box" = FER2013's calibrated framing of the box; "level" = that,
+    turned to level the eyes; True / "eyes" = eyes placed on FER2013's mean eye positions. ``temperature``: divide the model's log-probabilities by it
     (temperature scaling, :mod:`fer_hybrid.inference.temperature`); None = the probabilities as the model gives them.
     """
 
     def __init__(self, model="default", *, crop_margin: float = DEFAULT_MARGIN, landmarks: bool = False,
                  upsample: int | None = None, tta: str | None = None, models_dir: str | os.PathLike | None = None,
-                 align: bool | str = False, temperature: float | None = None):
+                 align: bool | str = "auto", temperature: float | None = None):
         from ..predictors import default_model, load_predictor
 
         if isinstance(model, str):

@@ -45,6 +45,11 @@ def _shape_predictor():
     return dlib.shape_predictor(str(shape_predictor_path()))
 
 
+def load_shape_predictor() -> None:
+    """Load dlib's 68-point model now (about 0.5 s, once per process) instead of on the first face."""
+    _shape_predictor()
+
+
 def detect_faces(image: np.ndarray, upsample: int = 0) -> np.ndarray:
     """dlib HOG frontal faces in a gray/BGR image -> int (k, 4) boxes [x0, y0, x1, y1], clipped to the image."""
     return detect_faces_scored(image, upsample)[0]
