@@ -11,7 +11,11 @@ without calibration give the small-sample reference, since ECE over ~585 faces r
 kept only if it lowers ECE on test. Writes report.json/.md (metrics = calibrated probabilities),
 reliability_val.png and reliability_test.png to experiments/reports/calibration-<model>/.
 
-    python experiments/calibration.py [--model vggbn] [--data PATH] [--models-dir DIR] [--out DIR]
+    python experiments/calibration.py [--model vggbn] [--data PATH] [--models-dir DIR] [--out DIR] [--ship]
+
+``--keep-labels`` restricts the choice to temperature scaling, which rescales every row without changing
+its arg-max, so the labels (and accuracy) are exactly the uncalibrated model's. With ``--ship`` the kept calibration is recorded in the model's manifest entry (``calibration``), and
+``Analyzer`` (``temperature="auto"``, the default) applies it to the probabilities it returns.
 """
 from __future__ import annotations
 
@@ -43,6 +47,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--models-dir", default=None, help="models folder (default: the packaged models)")
     ap.add_argument("--bins", type=int, default=cal.N_BINS, help="confidence bins for ECE")
     ap.add_argument("--out", default=None, help="report folder (default experiments/reports/calibration-<model>)")
+    ap.add_argument("--keep-labels", action="store_true",
+                    help="only calibrations that never change a label are eligible (temperature): the Analyzer's "
+                         "labels then stay exactly those whose accuracy the registry records")
+    ap.add_argument("--ship", action="store_true",
+                    help="record the kept calibration in the model's manifest entry (the Analyzer applies it); "
+                         "a calibration that was not kept removes any recorded one")
     return ap.parse_args(argv)
 
 
@@ -77,7 +87,8 @@ def main(argv=None) -> int:
     after = {k: {s: cal.summary(c.apply(proba[s]), y[s], classes, args.bins) for s in proba}
              for k, c in fitted.items()}
     # the shipped accuracy must not drop: a calibration that changes decisions (the bias) must not lower val accuracy
-    allowed = [k for k in fits if after[k]["val"]["accuracy"] >= before["val"]["accuracy"]]
+    allowed = [k for k in fits if after[k]["val"]["accuracy"] >= before["val"]["accuracy"]
+               and not (args.keep_labels and k != "temperature")]
     chosen = min(allowed, key=cv.get)
 
     # 3. keep the chosen calibration only if it lowers ECE on test
@@ -114,6 +125,11 @@ def main(argv=None) -> int:
               "metrics.* are the kept (calibrated) probabilities; ece_before is the shipped model's.",
         figures=["reliability_val.png", "reliability_test.png"])
     write_report(report, out)
+    if args.ship:
+        from fer_hybrid.artifacts import set_calibration
+
+        rel = (out / "report.json").resolve().relative_to(ROOT).as_posix()
+        set_calibration(name, {**final.to_json(), "report": rel} if keep else None, root)
     with open(out / "report.md", "a") as f:
         f.write(markdown_tables(name, before, after, cv, chosen, keep, final, classes))
     print(verdict)

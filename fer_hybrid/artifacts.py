@@ -120,6 +120,22 @@ def infer_loader(file: str) -> str:
     raise ValueError(f"no loader for {file!r}")
 
 
+def check_calibration(path, field: str, value) -> dict:
+    """``{"temperature": T > 0, "bias": null | [numbers], "report": str | null}``; ArtifactError otherwise."""
+    if not isinstance(value, dict):
+        raise _field_error(path, field, "an object {temperature, bias, report}", value)
+    t = value.get("temperature")
+    if not _is_number(t) or not math.isfinite(t) or t <= 0:
+        raise _field_error(path, f"{field}.temperature", "a finite number > 0", t)
+    bias = value.get("bias")
+    if bias is not None and (not isinstance(bias, list) or not bias
+                             or not all(_is_number(b) and math.isfinite(b) for b in bias)):
+        raise _field_error(path, f"{field}.bias", "null or a non-empty list of finite numbers", bias)
+    if value.get("report") is not None and not isinstance(value["report"], str):
+        raise _field_error(path, f"{field}.report", "a string or null", value["report"])
+    return value
+
+
 def validate_manifest(data, path) -> dict:
     """``data`` (parsed ``manifest.json`` at ``path``) if well formed; ArtifactError naming ``path`` and the
     field otherwise. Checks types of every known field, file names, sha256 strings, loader names, metric
@@ -168,6 +184,8 @@ def validate_manifest(data, path) -> dict:
             acc = m.get("accuracy")
             if acc is not None and (not _is_number(acc) or not 0 <= acc <= 1):
                 raise _field_error(path, f"{f}.metrics.{split}.accuracy", "a number in [0, 1]", acc)
+        if e.get("calibration") is not None:
+            check_calibration(path, f"{f}.calibration", e["calibration"])
         extra = e.get("extra_files", [])
         if not isinstance(extra, list):
             raise _field_error(path, f"{f}.extra_files", "a list of {file, sha256}", extra)
@@ -273,4 +291,19 @@ def set_default(name: str, root: str | os.PathLike | None = None) -> None:
     manifest = read_manifest(root)
     manifest["default"] = name
     validate_manifest(manifest, root / MANIFEST)  # ArtifactError when ``name`` is not an entry
+    _atomic.write_text(root / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+
+
+def set_calibration(name: str, calibration: dict | None, root: str | os.PathLike | None = None) -> None:
+    """Record (or, with None, remove) the calibration the Analyzer applies to ``name``'s probabilities:
+    ``{"temperature": T, "bias": null | [k numbers], "report": "experiments/reports/..."}``."""
+    root = Path(root or models_dir())
+    manifest = read_manifest(root)
+    if name not in manifest.get("models", {}):
+        raise ArtifactError(f"{root / MANIFEST}: no model {name!r} to calibrate")
+    if calibration is None:
+        manifest["models"][name].pop("calibration", None)
+    else:
+        manifest["models"][name]["calibration"] = calibration
+    validate_manifest(manifest, root / MANIFEST)
     _atomic.write_text(root / MANIFEST, json.dumps(manifest, indent=2) + "\n")

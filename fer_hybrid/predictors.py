@@ -74,6 +74,7 @@ class ModelSpec:
     test_accuracy: float | None = None
     val_accuracy: float | None = None
     ms_per_face: float | None = None
+    calibration: dict | None = None   # {"temperature", "bias", "report"}: applied by the Analyzer
     extra_files: tuple[tuple[str, str], ...] = ()   # (file relative to the artifact's folder, sha256)
 
     @classmethod
@@ -84,6 +85,7 @@ class ModelSpec:
                    train_command=e.get("train_command") or e.get("command") or "(no training command recorded)",
                    description=e.get("description", ""), tta=e.get("tta", "none"), sha256=e.get("sha256"),
                    test_accuracy=test.get("accuracy"), val_accuracy=val.get("accuracy"), ms_per_face=e.get("ms_per_face"),
+                   calibration=e.get("calibration"),
                    extra_files=tuple((x["file"], x["sha256"]) for x in e.get("extra_files", [])))
 
 
@@ -180,14 +182,20 @@ def check_artifact(name: str, root: str | Path | None = None) -> Path:
 def load_predictor(name: str, root: str | Path | None = None) -> Predictor:
     """Load a registered model. ValueError for an unknown name (lists the valid ones),
     ArtifactMissingError (names the training command) or ArtifactError (corrupt file, sha256 mismatch,
-    malformed manifest or descriptor, a format that could run code)."""
+    malformed manifest or descriptor, a format that could run code).
+
+    The predictor's ``calibration`` attribute is its manifest entry's calibration (None without one): the
+    Analyzer applies it; ``predict_proba`` itself returns the model's own probabilities."""
     spec = model_spec(name, root)
     path = check_artifact(name, root)
     if spec.loader == "keras":
-        return load_keras_predictor(path, name, tta=spec.tta)
-    module, func = LOADERS[spec.loader].split(":")
-    loader: Callable = getattr(importlib.import_module(module), func)
-    return loader(path, name)
+        predictor = load_keras_predictor(path, name, tta=spec.tta)
+    else:
+        module, func = LOADERS[spec.loader].split(":")
+        loader: Callable = getattr(importlib.import_module(module), func)
+        predictor = loader(path, name)
+    predictor.calibration = spec.calibration
+    return predictor
 
 
 # ---------------------------------------------------------------------------------------------

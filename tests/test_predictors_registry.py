@@ -216,3 +216,28 @@ def test_refused_inputs_name_the_face_and_what_was_expected(faces, message):
 def test_matches_opencv_gray():
     bgr = np.random.default_rng(1).integers(0, 256, (48, 48, 3), dtype=np.uint8)
     np.testing.assert_array_equal(pr.to_gray_faces([bgr])[0], cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
+
+
+def test_a_calibration_in_the_manifest_is_what_the_analyzer_applies(tmp_path):
+    from fer_hybrid import Analyzer, artifacts
+    from fer_hybrid.inference.temperature import scale_proba
+    from fer_hybrid.safe_io import file_sha256
+
+    face = Path(__file__).parent / "data" / "single_face.jpg"
+    shutil.copy(TINY, tmp_path / "tiny.keras")
+    entry = {"kind": "cnn", "loader": "keras", "file": "tiny.keras", "sha256": file_sha256(tmp_path / "tiny.keras")}
+    (tmp_path / "manifest.json").write_text(json.dumps({"default": "tiny", "models": {"tiny": entry}}))
+    raw = Analyzer("tiny", models_dir=tmp_path).analyze(face)[0].proba   # no calibration recorded
+    cal = {"temperature": 3.0, "bias": [0.0, 0.5, 0.0, 0.0, -0.5], "report": "experiments/reports/x/report.json"}
+    artifacts.set_calibration("tiny", cal, tmp_path)
+    assert pr.load_predictor("tiny", tmp_path).calibration == cal
+    calibrated = Analyzer("tiny", models_dir=tmp_path).analyze(face)[0].proba
+    np.testing.assert_allclose(calibrated, scale_proba(raw[None], 3.0, np.array(cal["bias"]))[0], atol=1e-9)
+    assert not np.allclose(calibrated, raw)
+    np.testing.assert_allclose(Analyzer("tiny", models_dir=tmp_path, temperature=None).analyze(face)[0].proba, raw)
+    with pytest.raises(ArtifactError, match=r"models.tiny.calibration.temperature"):
+        artifacts.set_calibration("tiny", {"temperature": -1.0}, tmp_path)
+    with pytest.raises(ValueError, match="temperature must be 'auto'"):
+        Analyzer("tiny", models_dir=tmp_path, temperature="warm")
+    artifacts.set_calibration("tiny", None, tmp_path)
+    assert pr.load_predictor("tiny", tmp_path).calibration is None

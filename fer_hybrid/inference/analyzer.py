@@ -139,12 +139,26 @@ def check_frame(image) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # Predictor side: boxes -> probabilities (+ landmarks), through the explicit interface
 # ---------------------------------------------------------------------------------------------
+def resolve_calibration(predictor, temperature) -> tuple[float | None, np.ndarray | None]:
+    """(T, bias) the Analyzer applies: ``"auto"`` = the predictor's ``calibration`` from its manifest entry
+    (None when it has none); None = the model's own probabilities; a number = that temperature, no bias."""
+    if isinstance(temperature, str):
+        if temperature != "auto":
+            raise ValueError(f"temperature must be 'auto', None or a number > 0, got {temperature!r}")
+        cal = getattr(predictor, "calibration", None)
+        if not cal:
+            return None, None
+        bias = cal.get("bias")
+        return check_temperature(cal["temperature"]), None if bias is None else np.asarray(bias, np.float64)
+    return (None, None) if temperature is None else (check_temperature(temperature), None)
+
+
 class FacePredictor:
     """Runs a registry predictor on the boxes of one frame: ``run(image, boxes) -> (proba (k, n), points
     (k, 68, 2) | None, fallback bool (k,), timings)``."""
 
     def __init__(self, predictor, crop_margin: float = DEFAULT_MARGIN, landmarks: bool = False,
-                 align: bool | str = "auto", temperature: float | None = None):
+                 align: bool | str = "auto", temperature: float | str | None = "auto"):
         self.predictor = predictor
         self.name = str(getattr(predictor, "name", type(predictor).__name__))
         self.classes = tuple(getattr(predictor, "classes", STUDY_EMOTIONS))
@@ -158,7 +172,7 @@ class FacePredictor:
         if self.align and self.input_kind != "crops":
             raise ValueError(f"align applies to crop models; {self.name!r} places its own landmarks "
                              "(input_kind 'frame')")
-        self.temperature = None if temperature is None else check_temperature(temperature)
+        self.temperature, self.bias = resolve_calibration(predictor, temperature)
         if self.input_kind == "crops" and (needs_landmarks(self.align) or self.landmarks):
             from ..landmarks.detect import load_shape_predictor
 
@@ -197,7 +211,7 @@ class FacePredictor:
             fallback = np.zeros(k, bool)
         proba = np.asarray(proba, dtype=np.float64).reshape(k, len(self.classes))
         if self.temperature is not None:
-            proba = scale_proba(proba, self.temperature)
+            proba = scale_proba(proba, self.temperature, self.bias)
         if pts is not None and not self.landmarks:
             pts = None
         return proba, pts, fallback, t
@@ -217,7 +231,7 @@ class VideoSession:
     def __init__(self, predictor, detect_every: int = 3, smoothing: float = 0.5,
                  detect_width: int | None = VIDEO_DETECT_WIDTH, upsample: int = 0,
                  crop_margin: float = DEFAULT_MARGIN, want_landmarks: bool = False, align: bool | str = "auto",
-                 temperature: float | None = None):
+                 temperature: float | str | None = "auto"):
         from .tracking import FaceTracker
 
         self.face_predictor = FacePredictor(predictor, crop_margin, want_landmarks, align, temperature)
@@ -311,13 +325,14 @@ class Analyzer:
     ``align``: for a crop model, the crop (:mod:`fer_hybrid.inference.align`): "auto" (default) = "level"
     for crop models (chosen on val in the frame), nothing for models that place their own landmarks;
     False / "off" = box + ``crop_margin``; "box" = FER2013's calibrated framing of the box; "level" = that,
-    turned to level the eyes; True / "eyes" = eyes placed on FER2013's mean eye positions. ``temperature``: divide the model's log-probabilities by it
+    turned to level the eyes; True / "eyes" = eyes placed on FER2013's mean eye positions. ``temperature``: "auto" (default) =
+    the calibration recorded in the model's manifest entry (if any); a number T = divide the log-probabilities by it
     (temperature scaling, :mod:`fer_hybrid.inference.temperature`); None = the probabilities as the model gives them.
     """
 
     def __init__(self, model="default", *, crop_margin: float = DEFAULT_MARGIN, landmarks: bool = False,
                  upsample: int | None = None, tta: str | None = None, models_dir: str | os.PathLike | None = None,
-                 align: bool | str = "auto", temperature: float | None = None):
+                 align: bool | str = "auto", temperature: float | str | None = "auto"):
         from ..predictors import default_model, load_predictor
 
         if isinstance(model, str):
@@ -339,6 +354,7 @@ class Analyzer:
         self.upsample = upsample
         self._faces = FacePredictor(predictor, self.crop_margin, self.landmarks, align, temperature)
         self.align, self.temperature = self._faces.align, self._faces.temperature
+        self._temperature_arg = temperature
         self.name, self.classes = self._faces.name, self._faces.classes
 
     def __repr__(self) -> str:
@@ -377,7 +393,7 @@ class Analyzer:
                 detect_width: int | None = VIDEO_DETECT_WIDTH, upsample: int = 0) -> VideoSession:
         """A fresh :class:`VideoSession` (tracks, smoothing) for one video with this Analyzer's model."""
         return VideoSession(self.predictor, detect_every, smoothing, detect_width, upsample, self.crop_margin,
-                            self.landmarks, self.align or False, self.temperature)
+                            self.landmarks, self.align or False, self._temperature_arg)
 
     def analyze_video(self, source, *, detect_every: int = 3, smoothing: float = 0.5,
                       detect_width: int | None = VIDEO_DETECT_WIDTH, upsample: int = 0,
