@@ -24,6 +24,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,7 +125,8 @@ def to_markdown(rep: dict) -> str:
         f"{rep['settings']['detect_width']} px; TensorFlow threads per process {rep['settings']['tf_threads']}",
         f"- 1 worker = in-process (no Dask); 2 workers = Dask LocalCluster, 2 processes x 1 thread, started and "
         "stopped by each run",
-        f"- **timings taken under load**: {rep['load_note']} Load average (1, 5, 15 min) at start "
+        f"- {'**timings taken under load**' if rep['under_load'] else 'idle machine'}: {rep['load_note']} "
+        "Load average (1, 5, 15 min) at start "
         f"{rep['loadavg_start']}, at end {rep['loadavg_end']}; per run below.",
         f"- tables and summaries identical between 1 and 2 workers (byte for byte): **{rep['tables_identical']}**",
         f"- machine: {rep['environment']['cpu']} x {rep['environment']['cpu_count']} cores; python "
@@ -170,11 +172,30 @@ def save_plot(rep: dict, path: Path) -> Path:
     ax.set_xticks([int(w) for w in ws])
     ax.set_xlabel("workers")
     ax.set_ylabel("frames/s (processing)")
-    ax.set_title(f"analyze: {rep['clips']} clips x {rep['frames_per_clip']} frames, {rep['model']} (under load)",
+    ax.set_title(f"analyze: {rep['clips']} clips x {rep['frames_per_clip']} frames, {rep['model']}"
+                 + (" (under load)" if rep["under_load"] else ""),
                  fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+BUSY = 0.25  # share of all cores busy before the runs above which the timings count as taken under load
+
+
+def cpu_busy_fraction(seconds: float = 2.0) -> float:
+    """Share of all CPU time that was busy over the next ``seconds`` (from /proc/stat; 0.0 where unavailable)."""
+    def snap():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + (v[4] if len(v) > 4 else 0)   # total, idle + iowait
+    try:
+        t0, i0 = snap()
+        time.sleep(seconds)
+        t1, i1 = snap()
+    except OSError:
+        return 0.0
+    return round(1.0 - (i1 - i0) / max(1, t1 - t0), 3)
 
 
 def main(argv=None) -> int:
@@ -202,6 +223,7 @@ def main(argv=None) -> int:
     os.environ.update(tf_thread_env(1))
     settings = make_settings(args.model, args.models_dir, tf_threads=1)
     start_load = loadavg()
+    busy_before = cpu_busy_fraction()  # the load average lags (a run that just ended still shows); this does not
     with tempfile.TemporaryDirectory(prefix="bench_analyze-") as tmp:
         tmp = Path(tmp)
         (tmp / "clips").mkdir()
@@ -236,9 +258,16 @@ def main(argv=None) -> int:
         "settings": {"detect_every": settings.detect_every, "detect_width": settings.detect_width,
                      "tf_threads": settings.tf_threads, "pipeline": settings.pipeline},
         "clips": len(clips), "frames_per_clip": n_frames, "input_note": note,
-        "load_note": "the 2 cores were shared with other work while these timings were taken (a background "
-                     "TensorFlow training among it), so absolute rates are lower than on an idle machine and the "
-                     "2-worker speed-up is limited by the CPU the other work leaves free.",
+        "cpu_busy_before": busy_before,
+        "under_load": busy_before >= BUSY,
+        "load_note": ("the cores were shared with other work while these timings were taken (CPU "
+                      f"{100 * busy_before:.0f} % busy in the 2 s before the first run), so absolute rates are lower "
+                      "than on an idle machine and the 2-worker speed-up is limited by the CPU the other work leaves free."
+                      if busy_before >= BUSY else
+                      "nothing else was running. One worker already uses both cores: its videos are "
+                      "pipelined (decoding and detection/tracking in a second thread while the model classifies), "
+                      "so a second worker process adds contention and Dask overhead, not a free core (the CPU column of "
+                      "experiments/reports/bench-realtime shows how busy one pipelined process keeps the 2 cores)."),
         "loadavg_start": start_load, "loadavg_end": loadavg(), "tables_identical": identical,
         "runs": runs, "failed_runs": failed, "summary": summarise(runs), "dask": distributed.__version__,
         "environment": environment(), "date": dt.datetime.now().isoformat(timespec="seconds"),
