@@ -37,7 +37,7 @@ from fer_hybrid.data import load_fer2013  # noqa: E402
 from fer_hybrid.evaluate import environment  # noqa: E402
 from fer_hybrid.evaluation import inframe as F  # noqa: E402
 from fer_hybrid.evaluation.detectors import Detector, centre_hits, matches_face  # noqa: E402
-from fer_hybrid.reports import _clean, pyplot, save_figure  # noqa: E402
+from fer_hybrid.reports import json_ready, pyplot, save_figure  # noqa: E402
 from fer_hybrid.video import decode_image, open_source  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "video"
@@ -222,7 +222,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     chart(report, out / "speed_recall.png")
-    _atomic.write_text(out / "detectors.json", json.dumps(_clean(report), indent=2) + "\n")
+    _atomic.write_text(out / "detectors.json", json.dumps(json_ready(report), indent=2) + "\n")
     _atomic.write_text(out / "detectors.md", to_markdown(report))
     print(f"wrote {out}/detectors.md")
     return 0

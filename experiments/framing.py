@@ -27,7 +27,7 @@ from fer_hybrid import _atomic  # noqa: E402
 from fer_hybrid.data import load_fer2013  # noqa: E402
 from fer_hybrid.evaluate import environment  # noqa: E402
 from fer_hybrid.evaluation import geometry as geo  # noqa: E402
-from fer_hybrid.reports import _clean, pyplot, save_figure  # noqa: E402
+from fer_hybrid.reports import json_ready, pyplot, save_figure  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -116,9 +116,9 @@ def main(argv=None) -> int:
               "command": environment()["command"], "environment": environment(),
               "data": {"source": Path(data.source).name, "sha256": data.sha256},
               "loadavg_start": " ".join(load_start), "loadavg_end": " ".join(Path("/proc/loadavg").read_text().split()[:3])}
-    _atomic.write_text(out / "framing.json", json.dumps(_clean(report), indent=2) + "\n")
+    _atomic.write_text(out / "framing.json", json.dumps(json_ready(report), indent=2) + "\n")
     _atomic.write_text(out / "framing.md", to_markdown(report))
-    print(json.dumps(_clean(framing), indent=1))
+    print(json.dumps(json_ready(framing), indent=1))
     return 0
 
 

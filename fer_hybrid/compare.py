@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 from . import _atomic
 from .evaluate import accuracy_delta
-from .reports import ReportError, _get, find_reports, fmt, pyplot, read_report, save_figure
+from .reports import ReportError, get_dotted, find_reports, fmt, pyplot, read_report, save_figure
 
 # Test accuracies reported by the study (5 classes, GPU, ImageNet/VGGFace-pretrained backbones).
 STUDY_REFERENCE: dict[str, float] = {
@@ -78,7 +78,7 @@ def load_reports(root: str | os.PathLike) -> list[dict]:
 def _number(report: dict, dotted: str, integer: bool = False, required: bool = True) -> float | int | None:
     """A numeric field (None when absent/null); ReportError naming the file when it is not a number."""
     try:
-        v = _get(report, dotted)
+        v = get_dotted(report, dotted)
     except KeyError:
         if required:
             raise ReportError(f"{report.get('_path', 'report')}: missing required key {dotted}") from None

@@ -25,7 +25,7 @@ import numpy as np
 
 from . import _atomic
 from .data import SPLITS, DataError, FER2013, duplicate_report, load_fer2013
-from .evaluate import _cpu_model, command_line, git_commit
+from .evaluate import cpu_model, command_line, git_commit
 from .labels import FER2013_EMOTIONS, STUDY_EMOTIONS
 from .reports import pyplot, save_figure
 
@@ -213,7 +213,7 @@ def run_eda(source: str | os.PathLike | None, out_dir: str | os.PathLike, per_cl
         "duplicates_7": duplicate_report(data7),
         "duplicates_5": duplicate_report(data5),
         "figures": ["counts.png", "samples.png", "mean_faces.png"],
-        "environment": {"python": platform.python_version(), "numpy": np.__version__, "cpu": _cpu_model(),
+        "environment": {"python": platform.python_version(), "numpy": np.__version__, "cpu": cpu_model(),
                         "cpu_count": os.cpu_count(), "load_avg_1min": load_before, "platform": platform.platform(), "git_commit": git_commit(),
                         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")},
     }

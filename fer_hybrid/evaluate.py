@@ -109,7 +109,7 @@ def _version(module: str) -> str | None:
     return getattr(mod, "__version__", getattr(mod, "VERSION", None))
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -138,7 +138,7 @@ def environment() -> dict:
     versions["python"] = platform.python_version()
     return {
         "versions": versions,
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "gpu": _gpus(),
         "platform": platform.platform(),

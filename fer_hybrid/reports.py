@@ -31,7 +31,8 @@ class ReportError(ValueError):
     """A report file is missing, unreadable, or does not follow the schema."""
 
 
-def _get(d: dict, dotted: str) -> Any:
+def get_dotted(d: dict, dotted: str) -> Any:
+    """``d["a"]["b"]`` for ``dotted="a.b"``; KeyError when a part is missing."""
     for part in dotted.split("."):
         if not isinstance(d, dict) or part not in d:
             raise KeyError(dotted)
@@ -94,7 +95,7 @@ def validate(report: dict, source: str = "report") -> dict:
     missing = []
     for key in REQUIRED_KEYS:
         try:
-            _get(report, key)
+            get_dotted(report, key)
         except KeyError:
             missing.append(key)
     if missing:
@@ -102,14 +103,14 @@ def validate(report: dict, source: str = "report") -> dict:
     return report
 
 
-def _clean(obj: Any) -> Any:
+def json_ready(obj: Any) -> Any:
     """JSON-safe copy: numpy scalars/arrays to Python, NaN/inf to None."""
     if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
+        return {str(k): json_ready(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
+        return [json_ready(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _clean(obj.tolist())
+        return json_ready(obj.tolist())
     if isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
@@ -239,7 +240,7 @@ def write_report(report: dict, out_dir: str | os.PathLike) -> Path:
         if "confusion.png" not in figures:
             figures.insert(0, "confusion.png")
     report["figures"] = figures
-    clean = _clean(report)
+    clean = json_ready(report)
     _atomic.write_text(out_dir / "report.md", to_markdown(clean))
     path = _atomic.write_text(out_dir / "report.json", json.dumps(clean, indent=2) + "\n")
     return path

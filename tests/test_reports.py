@@ -29,7 +29,7 @@ def report(metrics):
 
 def test_make_report_has_required_keys(report):
     for key in rp.REQUIRED_KEYS:
-        rp._get(report, key)
+        rp.get_dotted(report, key)
     assert report["schema"] == rp.SCHEMA == 1
     assert report["delta_train_val"] == pytest.approx(1.0)
     assert report["environment"]["versions"]["python"]
@@ -54,7 +54,7 @@ def test_write_read_round_trip(report, tmp_path):
 
 
 def test_invalid_reports_raise_report_error(report, tmp_path):
-    bad = json.loads(json.dumps(rp._clean(report)))
+    bad = json.loads(json.dumps(rp.json_ready(report)))
     del bad["metrics"]["test"]["macro_f1"]
     del bad["command"]
     with pytest.raises(rp.ReportError, match="missing required key.*metrics.test.macro_f1.*command"):
@@ -62,7 +62,7 @@ def test_invalid_reports_raise_report_error(report, tmp_path):
     (tmp_path / "a.json").write_text(json.dumps(bad))
     with pytest.raises(rp.ReportError, match="a.json"):
         rp.read_report(tmp_path / "a.json")
-    wrong = dict(rp._clean(report), schema=2)
+    wrong = dict(rp.json_ready(report), schema=2)
     with pytest.raises(rp.ReportError, match="unsupported schema 2"):
         rp.validate(wrong)
     (tmp_path / "b.json").write_text("{not json")

@@ -50,6 +50,12 @@ def load_shape_predictor() -> None:
     _shape_predictor()
 
 
+def load_models() -> None:
+    """Load dlib's face detector and 68-point model now (e.g. in a worker process before timed work)."""
+    _shape_predictor()
+    _hog()
+
+
 def detect_faces(image: np.ndarray, upsample: int = 0) -> np.ndarray:
     """dlib HOG frontal faces in a gray/BGR image -> int (k, 4) boxes [x0, y0, x1, y1], clipped to the image."""
     return detect_faces_scored(image, upsample)[0]

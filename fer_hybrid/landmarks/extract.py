@@ -97,8 +97,7 @@ def _work(args) -> np.ndarray:
 
 def _warm() -> None:
     """Pool initializer: load dlib's models once per worker, before the clock-relevant work."""
-    detect._shape_predictor()
-    detect._hog()
+    detect.load_models()
 
 
 def extract(images: np.ndarray, method: str = "fixed", upscale: int = UPSCALE, n_jobs: int = 2,
