@@ -98,6 +98,11 @@ class LateFusion:
     def get_config(self) -> dict:
         return {"method": self.method, "weight_cnn": float(self.weight_ if hasattr(self, "weight_") else self.weight)}
 
+    @property
+    def uses_landmarks(self) -> bool:
+        """False when the CNN weight is 1: the landmark probabilities are multiplied by 0."""
+        return self.get_config()["weight_cnn"] < 1.0
+
 
 class StackingFusion:
     """Logistic regression on ``[log p_cnn, log p_landmarks]``, fit on val with k-fold CV inside val."""

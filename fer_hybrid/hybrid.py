@@ -383,6 +383,11 @@ class HybridPredictor:
         self.last_timings = {"landmarks": 0.0, "classification": 0.0}
 
     @property
+    def uses_landmarks(self) -> bool:
+        """False for a fusion that gives the landmarks no weight: then no landmark stage runs at all."""
+        return bool(getattr(self.fuser, "uses_landmarks", True))
+
+    @property
     def needs_embedding(self) -> bool:
         return "cnn_embedding" in self.fuser.inputs
 
@@ -399,7 +404,12 @@ class HybridPredictor:
 
     def _run(self, x48: np.ndarray, lm: tuple[np.ndarray, np.ndarray | None] | None = None) -> np.ndarray:
         t0 = time.perf_counter()
-        lm_proba, points = lm if lm is not None else _landmark_outputs(self.landmarks, x48)
+        if lm is not None:
+            lm_proba, points = lm
+        elif self.uses_landmarks:
+            lm_proba, points = _landmark_outputs(self.landmarks, x48)
+        else:  # weight 0: a zero row gives exactly w * p_cnn with w = 1
+            lm_proba, points = np.zeros((len(x48), len(self.classes))), None
         t1 = time.perf_counter()
         cnn_proba, emb = self.cnn.predict(x48)
         proba = self.fuse(cnn_proba, emb, lm_proba, points)
@@ -430,7 +440,10 @@ class HybridPredictor:
             self.last_fallback, self.last_landmarks = np.zeros(0, bool), np.zeros((0, 68, 2), np.float32)
             return np.zeros((0, len(self.classes)), np.float32), self.last_landmarks
         x = to_gray_faces(self._crops(frame, boxes), SIZE)
-        if hasattr(self.landmarks, "predict_frame"):
+        if not self.uses_landmarks:
+            proba = self._run(x)
+            points = np.full((len(boxes), 68, 2), np.nan, np.float32)
+        elif hasattr(self.landmarks, "predict_frame"):
             t0 = time.perf_counter()
             lm_proba, points = self.landmarks.predict_frame(frame, boxes)
             lm = (np.asarray(lm_proba, np.float64), np.asarray(points, np.float64))

@@ -271,6 +271,28 @@ def test_fallback_rows_are_the_cnn_alone_and_flagged(tiny_keras, sample_data):
     assert hp.predict_proba(x[:0]).shape == (0, 5) and hp.last_fallback.shape == (0,)
 
 
+class NoLandmarksAllowed(StubLandmarks):
+    def predict(self, faces):
+        raise AssertionError("a fusion that gives the landmarks weight 0 must not run the landmark stage")
+
+    predict_frame = predict
+
+
+def test_a_fusion_without_landmark_weight_skips_the_landmark_stage(tiny_keras, sample_data):
+    x = sample_data.test.x[:4]
+    cnn = CNNEnsemblePredictor([tiny_keras])
+    one = fz.LateFusion(weight=1.0).fit({"cnn_proba": soft(np.array([0]), 0.5), "lm_proba": soft(np.array([0]), 0.5)},
+                                        np.array([0]))
+    hp = HybridPredictor(cnn, NoLandmarksAllowed(), one)
+    assert not hp.uses_landmarks
+    np.testing.assert_allclose(hp.predict_proba(x), cnn.predict_proba(x), atol=1e-6)
+    frame = np.zeros((120, 160, 3), np.uint8)
+    p, pts = hp.predict_frame(frame, np.array([[10, 10, 70, 70]]))
+    assert p.shape == (1, 5) and np.isnan(pts).all() and not hp.last_fallback.any()
+    assert HybridPredictor(cnn, StubLandmarks(), fz.LateFusion(weight=0.7).fit(
+        {"cnn_proba": soft(np.array([0]), 0.5), "lm_proba": soft(np.array([0]), 0.5)}, np.array([0]))).uses_landmarks
+
+
 @pytest.fixture(scope="module")
 def models_root(sample_data, tmp_path_factory):
     """A models folder holding tiny_cnn.keras as 'vggbn.keras' and a tiny landmark ensemble."""
