@@ -331,15 +331,22 @@ def build_parser() -> argparse.ArgumentParser:
 # Models
 # ---------------------------------------------------------------------------------------------
 def list_models_text(root: Path | None) -> str:
-    """One line per registered model of ``root``: name, kind, test accuracy as the registry runs it, state."""
+    """One line per registered model of ``root``: name, kind, test accuracy as the registry runs it,
+    batch-1 ms/face from its report, state."""
     from .predictors import model_table
 
-    lines = [f"{'name':16s} {'kind':9s} {'test':>6s}  state - description"]
-    for r in model_table(root):
+    rows = model_table(root)
+    lines = [f"{'name':16s} {'kind':9s} {'test':>6s} {'ms/face':>8s}  state - description"]
+    for r in rows:
         acc = f"{r['test_accuracy']:.4f}" if r["test_accuracy"] is not None else "-"
+        ms = f"{r['ms_per_face']:.1f}" if r["ms_per_face"] is not None else "-"
+        if r["ms_per_face"] is not None and r["tta"] not in (None, "none"):
+            ms += "*"
         state = "shipped" if r["available"] else f"missing (train: {r['train_command']})"
         mark = " (default)" if r["default"] else ""
-        lines.append(f"{r['name']:16s} {r['kind']:9s} {acc:>6s}  {state}{mark} - {r['description']}")
+        lines.append(f"{r['name']:16s} {r['kind']:9s} {acc:>6s} {ms:>8s}  {state}{mark} - {r['description']}")
+    lines.append("test: FER2013-5 PrivateTest accuracy as the registry runs the model (TTA included); ms/face: "
+                 "batch-1 from its report; * = one view, while the registry runs the TTA's views (flip: 2)")
     return "\n".join(lines)
 
 
