@@ -94,12 +94,19 @@ def load_model(report: dict, models_root: Path, peers: Path):
     if path is not None and path.exists():
         _check_sha(path, report)
         if path.suffix == ".keras":
+            from fer_hybrid.artifacts import report_tta
             from fer_hybrid.hybrid import CNNEnsemblePredictor
+            from fer_hybrid.predictors import load_keras_predictor
 
-            from fer_hybrid.verify import tta_policy
+            if report.get("evaluated_as_run"):  # TTA inside the graph: the network exactly as shipped
+                return load_keras_predictor(path, report["name"])
+            # the TTA policy the report records outside the network (none when it is in the graph, flip, or a
+            # multi-view policy from experiments/cnn_tta.py)
+            return CNNEnsemblePredictor.from_files([path], tta=report_tta(report), name=report["name"])
+        if path.suffix == ".onnx":
+            from fer_hybrid.onnx_model import OnnxPredictor
 
-            # the TTA policy the report records (none, flip, or a multi-view policy from experiments/cnn_tta.py)
-            return CNNEnsemblePredictor.from_files([path], tta=tta_policy(report), name=report["name"])
+            return OnnxPredictor(path, report["name"])
         if path.suffix == ".json":
             return _load_descriptor(path, report)
     if report["name"] in list_models() and (models_root / model_spec(report["name"]).artifact).exists():
