@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("onnxruntime")
+pytest.importorskip("tf2onnx", reason="the ONNX export needs tf2onnx (pip install -e \".[test]\")")
 
 from fer_hybrid.cnn.export import export_onnx, with_flip_tta  # noqa: E402
 from fer_hybrid.onnx_model import OnnxPredictor  # noqa: E402
