@@ -57,6 +57,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--models-dir", default=None)
     ap.add_argument("--cache", default=str(ROOT / "experiments" / "checkpoints" / "inframe"))
     ap.add_argument("--out", default=None, help="report folder (default experiments/reports/inframe-<model>)")
+    ap.add_argument("--upsample", type=int, default=None, choices=[0, 1, 2],
+                    help="dlib HOG upsampling of the photo detection (default: the Analyzer's photo rule)")
     return ap.parse_args(argv)
 
 
@@ -65,7 +67,7 @@ def main(argv=None) -> int:
     load_start = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     root = Path(args.models_dir) if args.models_dir else models_dir()
     name = args.model or default_model(root)
-    analyzer = Analyzer(name, models_dir=root)                 # photo mode, the Analyzer's default detection
+    analyzer = Analyzer(name, models_dir=root, upsample=args.upsample)  # photo mode detection
     predictor = analyzer.predictor
     own = getattr(predictor, "input_kind", "crops") == "frame"
     specs = (args.variants or ("own" if own else CROP_VARIANTS)).split(",")
@@ -84,7 +86,8 @@ def main(argv=None) -> int:
         found_original = F.detected_on_originals(x)
         # 2. every condition: detect (cached), then classify the matched face with every variant
         for c in conditions:
-            boxes = F.detect_frames(x, idx, c, args.seed, split, analyzer.detect, cache_dir=args.cache, progress=True)
+            boxes = F.detect_frames(x, idx, c, args.seed, split, analyzer.detect, cache_dir=args.cache, progress=True,
+                                    detector="analyzer-photo" if args.upsample is None else f"analyzer-photo-up{args.upsample}")
             r = F.classify_frames(x, idx, c, args.seed, split, boxes, variants, progress=True)
             found = r["matched"] >= 0
             for v in variants:
