@@ -35,7 +35,11 @@ Method
 Run on an otherwise idle machine: the reports include batch-1 latency.
 
     python experiments/hybrid.py [--cnn vggbn] [--cnn-ensemble vggbn,vggbn_s2] [--tta none,flip,flip-scale]
-                                 [--data PATH] [--no-ship]
+                                 [--cnn-onnx NAME] [--data PATH] [--no-ship]
+
+With ``--cnn-onnx NAME`` (the ONNX export of ``--cnn`` with its TTA in the graph, experiments/export_onnx.py)
+the shipped hybrid runs that twin instead of Keras when its fusion needs no CNN embedding: the same
+probabilities within 1e-4 and no TensorFlow at start-up; verify re-evaluates exactly that.
 """
 from __future__ import annotations
 
@@ -69,6 +73,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--heads", default="logreg,hgb", help="feature-fusion heads to try (logreg, hgb)")
     ap.add_argument("--tta", default="none,flip,flip-scale",
                     help="CNN test-time augmentation policies to choose from on val (fer_hybrid.cnn.tta)")
+    ap.add_argument("--cnn-onnx", default=None,
+                    help="registered ONNX twin of --cnn (experiments/export_onnx.py) that the shipped hybrid runs "
+                         "instead of Keras when its fusion needs no CNN embedding")
     ap.add_argument("--no-ship", action="store_true", help="write reports only; do not touch models/")
     ap.add_argument("--n-jobs", type=int, default=2)
     return ap.parse_args(argv)
@@ -94,6 +101,21 @@ def cnn_file(name: str, models_root: Path) -> Path:
     except ValueError:
         cmd = f"python experiments/cnn_transfer.py --backbone <backbone> --name {name} --ship"
     raise MissingModel(f"CNN {name!r} is not trained yet (no {models_root / (name + '.keras')}); train it with `{cmd}`")
+
+
+def onnx_twin(args, members: list[str], models_root: Path) -> Path | None:
+    """The ``--cnn-onnx`` file when it is the ONNX export of the single CNN the hybrid uses and its report
+    found it equal to Keras within its bar; MissingModel otherwise."""
+    if not args.cnn_onnx:
+        return None
+    from fer_hybrid import artifacts
+
+    entry = artifacts.read_manifest(models_root)["models"].get(args.cnn_onnx)
+    report = json.loads((ROOT / entry["report"]).read_text()) if entry and entry.get("report") else {}
+    if members != [args.cnn] or report.get("exported_from") != args.cnn or not report.get("onnx", {}).get("agrees"):
+        raise MissingModel(f"--cnn-onnx {args.cnn_onnx} is not an agreeing ONNX export of {args.cnn} "
+                           f"(make it with `python experiments/export_onnx.py --model {args.cnn} --ship`)")
+    return models_root / entry["file"]
 
 
 def landmark_file(models_root: Path) -> Path:
@@ -357,7 +379,8 @@ def run(args: argparse.Namespace) -> int:
         if m in members and f.resolve().parent != models_root.resolve():
             print(f"error: {f} is not in {models_root}; ship the CNN first (cnn_transfer.py --ship)", file=sys.stderr)
             return EXIT_MISSING
-    hp = HybridPredictor(cnn_pred, lm, fuser, landmark_model=lm_json)
+    hp = HybridPredictor(cnn_pred, lm, fuser, landmark_model=lm_json,
+                         cnn_onnx=onnx_twin(args, members, models_root) if "cnn_embedding" not in fuser.inputs else None)
     ship = hp.save(models_root / "hybrid" / "hybrid.json", models_root=models_root,
                    extra={"val_accuracy": val_acc, "variant": name, "report": f"experiments/reports/{name}/report.json"})
     report = json.loads((out_root / name / "report.json").read_text())

@@ -84,6 +84,30 @@ class _Member:
         return np.asarray(p, np.float64), np.asarray(e, np.float64)
 
 
+class OnnxCNN:
+    """The CNN part of a hybrid run from its ONNX twin (the same network with the descriptor's TTA inside the
+    graph, :mod:`fer_hybrid.onnx_model`): probabilities only, no embedding, no TensorFlow.
+
+    ``predict(faces) -> (float64 (n, k) probabilities, None)``, as :meth:`CNNEnsemblePredictor.predict`."""
+
+    def __init__(self, path: str | Path, name: str = "cnn-onnx"):
+        from .onnx_model import OnnxPredictor
+
+        self.onnx = OnnxPredictor(path, name)
+        self.classes = self.onnx.classes
+        self.input_hw = self.onnx.input_hw
+        self.path = Path(path)
+
+    def predict(self, faces) -> tuple[np.ndarray, None]:
+        return np.asarray(self.onnx.predict_proba(faces), np.float64), None
+
+    def predict_proba(self, faces) -> np.ndarray:
+        return self.onnx.predict_proba(faces)
+
+    def count_params(self) -> int:
+        return 0  # not read from the graph (that needs the onnx package); the Keras twin's report has it
+
+
 class CNNEnsemblePredictor:
     """Weighted average of CNNs (each: float32 (n, 48, 48, 1) gray 0..255 -> softmax (n, k)), optional TTA.
 
@@ -231,6 +255,14 @@ def _check_cnn_section(cnn, path) -> None:
     if layers is not None and (not isinstance(layers, list) or len(layers) != len(files)
                                or not all(isinstance(x, str) for x in layers)):
         raise _bad(path, "cnn.embedding_layers", f"a list of {len(files)} layer names", layers)
+    onnx = cnn.get("onnx")
+    if onnx is not None:
+        if len(files) != 1:
+            raise _bad(path, "cnn.onnx", "absent for an ensemble of CNNs (one ONNX twin of a single CNN)", onnx)
+        if not isinstance(onnx, dict) or not isinstance(onnx.get("file"), str) or Path(onnx["file"]).suffix != ".onnx":
+            raise _bad(path, "cnn.onnx", "an object {file: NAME.onnx, sha256}", onnx)
+        check_relative_file(path, "cnn.onnx.file", onnx["file"])
+        check_sha(path, "cnn.onnx.sha256", onnx.get("sha256"))
 
 
 def validate_ensemble_descriptor(desc, path) -> dict:
@@ -370,8 +402,10 @@ class HybridPredictor:
     input_kind = "frame"  # the Analyzer calls predict_frame(frame, boxes): landmarks + CNN crops, one pass
 
     def __init__(self, cnn: CNNEnsemblePredictor, landmarks, fuser, name: str = "hybrid",
-                 crop_margin: float = 0.1, landmark_model: str | Path | None = None):
+                 crop_margin: float = 0.1, landmark_model: str | Path | None = None,
+                 cnn_onnx: str | Path | None = None):
         self.cnn = cnn
+        self.cnn_onnx = cnn_onnx  # ONNX twin of a single CNN (TTA in its graph), recorded by save()
         self.landmarks = landmarks
         self.fuser = fuser
         self.name = name
@@ -480,9 +514,12 @@ class HybridPredictor:
             save_sklearn(model, head)
             fusion.update(file=head.name, sha256=file_sha256(head))
         lm_path = Path(self.landmark_model)
+        cnn = self.cnn.config(root, path.parent)
+        if self.cnn_onnx is not None:
+            cnn["onnx"] = {"file": _relative(Path(self.cnn_onnx), root), "sha256": file_sha256(self.cnn_onnx)}
         desc = {"format": FORMAT, "format_version": FORMAT_VERSION, "classes": list(self.classes),
                 "models_root": os.path.relpath(root.resolve(), path.parent.resolve()),
-                "cnn": self.cnn.config(root, path.parent),
+                "cnn": cnn,
                 "landmarks": {"file": _relative(lm_path, root), "sha256": file_sha256(lm_path)},
                 "fusion": fusion, "crop_margin": self.crop_margin, **(extra or {})}
         validate_hybrid_descriptor(desc, path)
@@ -509,7 +546,12 @@ def load_hybrid_predictor(path: Path, name: str = "hybrid", verify: bool = True)
                      "re-run `python experiments/hybrid.py`")
         head = load_sklearn(f, path)
     landmarks = load_landmark_predictor(lm_path, "landmarks")
-    cnn = _load_cnns(desc["cnn"], root, path, name, verify)
+    onnx = desc["cnn"].get("onnx")
+    if onnx and fusion["method"] != "feature":  # probabilities only: the ONNX twin, without TensorFlow
+        cnn = OnnxCNN(_checked(_resolve(onnx["file"], root), onnx["sha256"], path, "CNN file", verify,
+                               "re-run the command that made this descriptor"), name)
+    else:
+        cnn = _load_cnns(desc["cnn"], root, path, name, verify)
     try:
         fuser = fz.from_config(fusion, head)
     except (KeyError, ValueError, TypeError) as e:

@@ -354,6 +354,42 @@ def test_hybrid_save_load_round_trip_and_registry(method, models_root, sample_da
     np.testing.assert_array_equal(load_hybrid_predictor(path).predict_proba(list(x)), expected)
 
 
+def test_a_hybrid_with_an_onnx_twin_runs_it_without_keras_and_gives_the_same_answers(models_root, sample_data,
+                                                                                       tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("tf2onnx")
+    from fer_hybrid.cnn.export import export_onnx
+    from fer_hybrid.hybrid import OnnxCNN
+    from fer_hybrid.keras_io import load_keras_model
+    from fer_hybrid.landmarks.predictor import load_landmark_predictor
+
+    lm_json = models_root / "landmarks" / "ensemble.json"
+    lm = load_landmark_predictor(lm_json)
+    cnn = CNNEnsemblePredictor.from_files([models_root / "vggbn.keras"])   # no TTA: the plain network
+    twin = export_onnx(load_keras_model(models_root / "vggbn.keras"), models_root / "vggbn.onnx")
+    fuser = fz.LateFusion().fit(_parts(cnn, lm, sample_data)["val"], sample_data.val.y)
+    path = tmp_path / "hybrid" / "hybrid.json"
+    keras_hp = HybridPredictor(cnn, lm, fuser, landmark_model=lm_json, cnn_onnx=twin)
+    keras_hp.save(path, models_root=models_root)
+    desc = json.loads(path.read_text())
+    assert desc["cnn"]["onnx"]["file"] == "vggbn.onnx"
+    import fer_hybrid.hybrid as hy
+
+    monkeypatch.setattr(hy, "load_keras_model", lambda *a: pytest.fail("the ONNX twin must replace Keras"))
+    loaded = load_hybrid_predictor(path)
+    assert isinstance(loaded.cnn, OnnxCNN)
+    x = sample_data.test.x
+    np.testing.assert_allclose(loaded.predict_proba(x), keras_hp.predict_proba(x), atol=1e-4)
+    desc["cnn"]["onnx"]["sha256"] = "0" * 64
+    path.write_text(json.dumps(desc))
+    with pytest.raises(ArtifactError, match="vggbn.onnx does not match its sha256"):
+        load_hybrid_predictor(path)
+    desc["cnn"]["onnx"] = {"file": "vggbn.keras", "sha256": "0" * 64}
+    path.write_text(json.dumps(desc))
+    with pytest.raises(ArtifactError, match="cnn.onnx"):
+        load_hybrid_predictor(path)
+
+
 def test_saving_late_fusion_over_a_learned_head_removes_the_stale_head(models_root, sample_data, tmp_path):
     from fer_hybrid.landmarks.predictor import load_landmark_predictor
 
