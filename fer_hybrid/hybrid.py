@@ -90,10 +90,11 @@ class OnnxCNN:
 
     ``predict(faces) -> (float64 (n, k) probabilities, None)``, as :meth:`CNNEnsemblePredictor.predict`."""
 
-    def __init__(self, path: str | Path, name: str = "cnn-onnx"):
+    def __init__(self, path: str | Path, name: str = "cnn-onnx", tta: str = "none"):
         from .onnx_model import OnnxPredictor
 
         self.onnx = OnnxPredictor(path, name)
+        self.tta = tta  # the policy inside the graph (the descriptor's cnn.tta)
         self.classes = self.onnx.classes
         self.input_hw = self.onnx.input_hw
         self.path = Path(path)
@@ -549,7 +550,7 @@ def load_hybrid_predictor(path: Path, name: str = "hybrid", verify: bool = True)
     onnx = desc["cnn"].get("onnx")
     if onnx and fusion["method"] != "feature":  # probabilities only: the ONNX twin, without TensorFlow
         cnn = OnnxCNN(_checked(_resolve(onnx["file"], root), onnx["sha256"], path, "CNN file", verify,
-                               "re-run the command that made this descriptor"), name)
+                               "re-run the command that made this descriptor"), name, desc["cnn"]["tta"])
     else:
         cnn = _load_cnns(desc["cnn"], root, path, name, verify)
     try:
