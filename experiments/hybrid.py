@@ -126,22 +126,6 @@ def landmark_file(models_root: Path) -> Path:
     return p
 
 
-def cached(path: Path, compute) -> dict:
-    """{key: array} from ``path`` if readable, else ``compute()`` saved there atomically."""
-    from fer_hybrid import _atomic
-
-    if path.exists():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
-        except (OSError, ValueError):
-            pass
-    arrays = compute()
-    with _atomic.atomic_path(path) as tmp:
-        np.savez(tmp, **arrays)
-    return arrays
-
-
 def cnn_parts(path: Path, data, policies: list[str], progress=True) -> dict:
     """{f"{split}_{p|e}@{policy}": array}: softmax (n, 5) and embedding (n, d) of each image averaged over
     the views of each TTA policy (every distinct view predicted once)."""
@@ -152,6 +136,7 @@ def cnn_parts(path: Path, data, policies: list[str], progress=True) -> dict:
     from fer_hybrid.cnn.tta import tta_policy, tta_views
     from fer_hybrid.data import cache_dir
     from fer_hybrid.hybrid import CNNEnsemblePredictor
+    from fer_hybrid.npz_cache import cached_arrays
     from fer_hybrid.predictors import to_gray_faces
     from fer_hybrid.safe_io import file_sha256
 
@@ -175,13 +160,14 @@ def cnn_parts(path: Path, data, policies: list[str], progress=True) -> dict:
         return out
 
     key = hashlib.sha256(",".join(policies).encode()).hexdigest()[:8]
-    return cached(cache_dir() / f"hybrid-cnn-{file_sha256(path)[:20]}-{data.sha256[:12]}-tta{key}.npz", compute)
+    return cached_arrays(cache_dir() / f"hybrid-cnn-{file_sha256(path)[:20]}-{data.sha256[:12]}-tta{key}.npz", compute)
 
 
 def landmark_parts(lm_json: Path, source, data, n_jobs: int) -> dict:
     """{f"{split}_p": (n, 5) landmark probabilities, f"{split}_f": (n, f) features} (NaN rows: no landmarks)."""
     from fer_hybrid.data import cache_dir
     from fer_hybrid.hybrid import landmark_features
+    from fer_hybrid.npz_cache import cached_arrays
     from fer_hybrid.landmarks.extract import extract_fer2013
     from fer_hybrid.landmarks.predictor import load_landmark_predictor
     from fer_hybrid.safe_io import file_sha256
@@ -199,7 +185,7 @@ def landmark_parts(lm_json: Path, source, data, n_jobs: int) -> dict:
             out[f"{s}_f"] = landmark_features(lm, pts).astype(np.float32)
         return out
 
-    return lm, cached(cache_dir() / f"hybrid-lm-{file_sha256(lm_json)[:20]}-{data.sha256[:12]}.npz", compute)
+    return lm, cached_arrays(cache_dir() / f"hybrid-lm-{file_sha256(lm_json)[:20]}-{data.sha256[:12]}.npz", compute)
 
 
 def combine_cnns(parts: list[dict], tta: str, weights=None) -> dict:

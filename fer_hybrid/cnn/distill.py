@@ -22,7 +22,7 @@ from typing import Callable
 import keras
 import numpy as np
 
-from .. import _atomic
+from ..npz_cache import cached_arrays
 
 EPS = 1e-7
 
@@ -106,15 +106,15 @@ def cached_teacher_proba(predict_proba: Callable[[np.ndarray], np.ndarray], x: n
     key = hashlib.sha256(f"{teacher_key}:{x_sha}".encode()).hexdigest()[:24]
     path = Path(cache_dir) / f"teacher-{key}.npz"
     info = {"cache": str(path), "images_sha256": x_sha, "teacher_key": teacher_key}
-    if path.exists():
-        with np.load(path) as z:
-            return z["proba"], {**info, "seconds": float(z["seconds"]), "cached": True}
-    t0 = time.perf_counter()
-    parts = []
-    for s in tqdm(range(0, len(x), batch_size), desc="teacher targets", unit="batch", disable=not progress):
-        parts.append(np.asarray(predict_proba(x[s:s + batch_size]), np.float32))
-    proba = np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
-    seconds = time.perf_counter() - t0
-    with _atomic.atomic_path(path, suffix=".npz") as tmp:
-        np.savez(tmp, proba=proba, seconds=np.float64(seconds))
-    return proba, {**info, "seconds": seconds, "cached": False}
+    computed = []
+
+    def compute() -> dict:
+        t0 = time.perf_counter()
+        parts = [np.asarray(predict_proba(x[s:s + batch_size]), np.float32)
+                 for s in tqdm(range(0, len(x), batch_size), desc="teacher targets", unit="batch", disable=not progress)]
+        computed.append(True)
+        return {"proba": np.concatenate(parts) if parts else np.zeros((0, 0), np.float32),
+                "seconds": np.float64(time.perf_counter() - t0)}
+
+    z = cached_arrays(path, compute)
+    return z["proba"], {**info, "seconds": float(z["seconds"]), "cached": not computed}

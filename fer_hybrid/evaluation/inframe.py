@@ -212,26 +212,20 @@ def detect_frames(x48: np.ndarray, indices: np.ndarray, condition: Condition, se
 
     from tqdm import tqdm
 
-    from .. import _atomic
+    from ..npz_cache import cached_arrays
 
-    path = None
-    if cache_dir is not None:
-        path = Path(cache_dir) / f"det-{split}-{condition.name}-{_cache_key(x48, condition, seed, split, detector)}.npz"
-        if path.exists():
-            with np.load(path) as z:
-                return np.split(z["boxes"], np.cumsum(z["counts"])[:-1])
-    out = []
-    for face, i in tqdm(zip(x48, indices), total=len(indices), disable=not progress, unit="frame",
-                        desc=f"detect {split}/{condition.name}", leave=False):
-        frame, _ = render(face, condition, rng_for(seed, split, condition.name, int(i)))
-        out.append(np.asarray(detect(frame)[0], np.int64).reshape(-1, 4))
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with _atomic.atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, boxes=np.concatenate(out + [np.zeros((0, 4), np.int64)]),
-                         counts=np.array([len(b) for b in out], np.int64))
-    return out
+    def compute() -> dict:
+        out = []
+        for face, i in tqdm(zip(x48, indices), total=len(indices), disable=not progress, unit="frame",
+                            desc=f"detect {split}/{condition.name}", leave=False):
+            frame, _ = render(face, condition, rng_for(seed, split, condition.name, int(i)))
+            out.append(np.asarray(detect(frame)[0], np.int64).reshape(-1, 4))
+        return {"boxes": np.concatenate(out + [np.zeros((0, 4), np.int64)]),
+                "counts": np.array([len(b) for b in out], np.int64)}
+
+    z = compute() if cache_dir is None else cached_arrays(
+        Path(cache_dir) / f"det-{split}-{condition.name}-{_cache_key(x48, condition, seed, split, detector)}.npz", compute)
+    return np.split(z["boxes"], np.cumsum(z["counts"])[:-1]) if len(z["counts"]) else []
 
 
 def classify_frames(x48: np.ndarray, indices: np.ndarray, condition: Condition, seed: int, split: str,

@@ -1,0 +1,36 @@
+"""npz_cache.cached_arrays: computes once, reads back, recovers from a damaged file, leaves no temp file."""
+import numpy as np
+
+from fer_hybrid.npz_cache import cached_arrays, read_arrays
+
+
+def test_computes_once_then_reads_back(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"p": np.arange(6, dtype=np.float32).reshape(2, 3), "seconds": np.float64(1.5)}
+
+    path = tmp_path / "sub" / "c.npz"
+    first = cached_arrays(path, compute)
+    second = cached_arrays(path, compute)
+    assert len(calls) == 1 and path.exists()
+    np.testing.assert_array_equal(first["p"], second["p"])
+    assert second["p"].dtype == np.float32 and float(second["seconds"]) == 1.5
+    assert sorted(p.name for p in path.parent.iterdir()) == ["c.npz"]  # no temp file left
+
+
+def test_a_damaged_cache_is_recomputed_and_replaced(tmp_path):
+    path = tmp_path / "c.npz"
+    path.write_bytes(b"PK\x03\x04 not really a zip")
+    assert read_arrays(path) is None
+    out = cached_arrays(path, lambda: {"x": np.ones(3)})
+    np.testing.assert_array_equal(out["x"], np.ones(3))
+    np.testing.assert_array_equal(read_arrays(path)["x"], np.ones(3))
+
+
+def test_object_arrays_are_never_unpickled(tmp_path):
+    path = tmp_path / "c.npz"
+    np.savez(path, x=np.array([{"a": 1}], dtype=object))
+    assert read_arrays(path) is None  # allow_pickle=False: refused, so it is recomputed
+    assert cached_arrays(path, lambda: {"x": np.zeros(2)})["x"].tolist() == [0.0, 0.0]
