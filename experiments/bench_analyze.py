@@ -123,7 +123,7 @@ def to_markdown(rep: dict) -> str:
         f"- inputs: {rep['clips']} clips x {rep['frames_per_clip']} frames ({rep['input_note']}); model "
         f"`{rep['model']}`; detection every {rep['settings']['detect_every']} frames at "
         f"{rep['settings']['detect_width']} px; TensorFlow threads per process {rep['settings']['tf_threads']}",
-        f"- 1 worker = in-process (no Dask); 2 workers = Dask LocalCluster, 2 processes x 1 thread, started and "
+        "- 1 worker = in-process (no Dask); 2 workers = Dask LocalCluster, 2 processes x 1 thread, started and "
         "stopped by each run",
         f"- {'**timings taken under load**' if rep['under_load'] else 'idle machine'}: {rep['load_note']} "
         "Load average (1, 5, 15 min) at start "

@@ -35,7 +35,7 @@ from fer_hybrid.data import load_fer2013  # noqa: E402
 from fer_hybrid.evaluate import classification_metrics  # noqa: E402
 from fer_hybrid.evaluation import inframe as F  # noqa: E402
 from fer_hybrid.evaluation.inframe_report import markdown_tables, save_curves  # noqa: E402
-from fer_hybrid.predictors import default_model, load_predictor, model_spec  # noqa: E402
+from fer_hybrid.predictors import default_model, model_spec  # noqa: E402
 from fer_hybrid.reports import artifact_info, make_report, write_report  # noqa: E402
 from fer_hybrid.verify import predict_chunked  # noqa: E402
 

@@ -54,7 +54,7 @@ from fer_hybrid.landmarks import models as lm
 from fer_hybrid.landmarks.appearance import FaceFeatures, LandmarkAppearance
 from fer_hybrid.landmarks.extract import extract_appearance_fer2013, extract_fer2013, failure_rates
 from fer_hybrid.landmarks.features import LandmarkFeatures, mirror_points
-from fer_hybrid.landmarks.predictor import LandmarkPredictor, load_landmark_predictor, model_files, save_landmark_model
+from fer_hybrid.landmarks.predictor import load_landmark_predictor, model_files, save_landmark_model
 from fer_hybrid.reports import artifact_info, make_report, write_report
 
 ROOT = Path(__file__).resolve().parent.parent

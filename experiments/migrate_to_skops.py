@@ -97,8 +97,7 @@ def migrate_hybrid(path: Path, landmarks: Path) -> Path:
 
 
 def migrate_manifest(root: Path) -> None:
-    from fer_hybrid import _atomic
-    from fer_hybrid.artifacts import MANIFEST, infer_loader, report_tta, validate_manifest
+    from fer_hybrid.artifacts import MANIFEST, infer_loader, report_tta, write_manifest
     from fer_hybrid.safe_io import file_sha256
 
     manifest = json.loads((root / MANIFEST).read_text())
@@ -125,8 +124,7 @@ def migrate_manifest(root: Path) -> None:
         order = ("kind", "loader", "tta", "description", "train_command", "file", "sha256", "bytes")
         models[name] = {**{k: e[k] for k in order if k in e}, **{k: v for k, v in e.items() if k not in order}}
     manifest["models"] = dict(sorted(models.items()))
-    validate_manifest(manifest, root / MANIFEST)
-    _atomic.write_text(root / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    write_manifest(manifest, root)
 
 
 def main(argv=None) -> int:

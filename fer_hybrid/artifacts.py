@@ -280,9 +280,16 @@ def update_manifest(name: str, artifact: str | os.PathLike, *, command: str, dat
         entry["extra_files"] = [{"file": Path(f).name, "sha256": file_sha256(f)} for f in extra_files]
     manifest.setdefault("models", {})[name] = entry
     manifest["models"] = dict(sorted(manifest["models"].items()))
-    validate_manifest(manifest, root / MANIFEST)
-    _atomic.write_text(root / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    write_manifest(manifest, root)
     return entry
+
+
+def write_manifest(manifest: dict, root: str | os.PathLike) -> Path:
+    """Validate ``manifest`` and write it to ``root/manifest.json`` atomically; ArtifactError (file unchanged)
+    when it is not well formed."""
+    path = Path(root) / MANIFEST
+    validate_manifest(manifest, path)
+    return _atomic.write_text(path, json.dumps(manifest, indent=2) + "\n")
 
 
 def set_default(name: str, root: str | os.PathLike | None = None) -> None:
@@ -290,8 +297,7 @@ def set_default(name: str, root: str | os.PathLike | None = None) -> None:
     root = Path(root or models_dir())
     manifest = read_manifest(root)
     manifest["default"] = name
-    validate_manifest(manifest, root / MANIFEST)  # ArtifactError when ``name`` is not an entry
-    _atomic.write_text(root / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    write_manifest(manifest, root)  # ArtifactError when ``name`` is not an entry
 
 
 def set_calibration(name: str, calibration: dict | None, root: str | os.PathLike | None = None) -> None:
@@ -305,5 +311,4 @@ def set_calibration(name: str, calibration: dict | None, root: str | os.PathLike
         manifest["models"][name].pop("calibration", None)
     else:
         manifest["models"][name]["calibration"] = calibration
-    validate_manifest(manifest, root / MANIFEST)
-    _atomic.write_text(root / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+    write_manifest(manifest, root)

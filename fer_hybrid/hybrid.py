@@ -475,10 +475,7 @@ class HybridPredictor:
             self.last_fallback, self.last_landmarks = np.zeros(0, bool), np.zeros((0, 68, 2), np.float32)
             return np.zeros((0, len(self.classes)), np.float32), self.last_landmarks
         x = to_gray_faces(self._crops(frame, boxes), SIZE)
-        if not self.uses_landmarks:
-            proba = self._run(x)
-            points = np.full((len(boxes), 68, 2), np.nan, np.float32)
-        elif hasattr(self.landmarks, "predict_frame"):
+        if self.uses_landmarks and hasattr(self.landmarks, "predict_frame"):
             t0 = time.perf_counter()
             lm_proba, points = self.landmarks.predict_frame(frame, boxes)
             lm = (np.asarray(lm_proba, np.float64), np.asarray(points, np.float64))

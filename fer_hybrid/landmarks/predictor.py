@@ -31,7 +31,6 @@ seen in training.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
