@@ -71,6 +71,19 @@ def _margin(s: str) -> float:
     return v
 
 
+def rescue_arg(s: str) -> float | str | None:
+    """argparse type of ``--rescue-threshold``: auto, none, or a number in [-2, 0)."""
+    if s.strip().lower() in ("auto", "none"):
+        return None if s.strip().lower() == "none" else "auto"
+    try:
+        v = float(s)
+    except ValueError:
+        v = float("nan")
+    if not -2.0 <= v < 0.0:
+        raise argparse.ArgumentTypeError(f"must be auto, none or a number in [-2, 0), got {s!r}")
+    return v
+
+
 def _upsample(s: str) -> int:
     v = _non_negative_int(s)
     if v > 3:
@@ -110,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--upsample", type=_upsample, default=None,
                     help="dlib HOG upsampling 0..3 (finds smaller faces, slower; default 0 for videos, for "
                          "photos once when the shorter side is below 400 px)")
+    ap.add_argument("--rescue-threshold", type=rescue_arg, default="auto",
+                    help="photos: when no face clears dlib's threshold, keep the best candidate scoring above this "
+                         "(auto = the value chosen on val in the frame; none = never)")
     ap.add_argument("--crop-margin", type=_margin, default=0.1,
                     help="with --align off: grow each face box by this fraction per side before cropping (default 0.1)")
     ap.add_argument("--align", choices=["auto", "off", "box", "level", "eyes"], default="auto",
@@ -136,6 +152,7 @@ def settings_from_args(args):
         return make_settings(args.model, args.models_dir, detect_every=args.detect_every,
                              smoothing=args.smoothing, detect_width=args.detect_width or None,
                              upsample=args.upsample, crop_margin=args.crop_margin, align=args.align,
+                             rescue_threshold=args.rescue_threshold,
                              max_frames=args.max_frames,
                              fmt=args.fmt, tf_threads=args.tf_threads, pipeline=args.pipeline)
     except (ValueError, ArtifactMissingError, ArtifactError) as e:

@@ -55,6 +55,7 @@ from .inference.analyzer import PIPELINE_DEPTH, Analyzer, Face, VideoSession, ru
 from .inference.framing import crop_faces  # noqa: F401  (re-exported)
 from .keras_io import configure_tensorflow_threads  # noqa: F401  (re-exported)
 from .overlay import draw_faces as annotate  # noqa: F401  (re-exported under its old name)
+from .analyze import rescue_arg
 
 EXIT_BAD_INPUT = 2
 DEFAULT_TF_THREADS = 1  # measured: see experiments/reports/bench-realtime/benchmark.md
@@ -304,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--upsample", type=_number(int, 0, 3), default=None,
                     help="dlib HOG upsampling, 0..3 (finds smaller faces, slower; default 0 for videos, for images "
                          "once when the shorter side is below 400 px)")
+    ap.add_argument("--rescue-threshold", type=rescue_arg, default="auto",
+                    help="images: when no face clears dlib's threshold, keep the best candidate scoring above this "
+                         "(auto = the value chosen on val in the frame; none = never)")
     ap.add_argument("--smoothing", type=_number(float, 0, 1, lo_open=True),
                     help="EMA alpha for per-face probabilities in (0, 1], weight of the newest frame "
                          "(1 = off; default 0.5; 1 for images)")
@@ -615,9 +619,10 @@ def run(args) -> dict:
         plan = plan_outputs(args, source)
         predictor = load_model(name, args.models_dir, args.tf_threads)
         analyzer = Analyzer(predictor, crop_margin=args.crop_margin, landmarks=args.landmarks, align=args.align,
+                            rescue_threshold=args.rescue_threshold,
                             upsample=args.upsample if images and args.upsample is not None else None)
         detect_width = args.detect_width if args.detect_width is not None else 480
-        runner = analyzer.session(detect_every, smoothing, detect_width or None, args.upsample or 0)
+        runner = analyzer.session(detect_every, smoothing, detect_width or None, args.upsample or 0, photos=images)
         display = not args.no_display and has_display()
         if not args.no_display and not display:
             print(f"notice: no window ({display_problem() or 'no usable display'}); running headless "

@@ -67,6 +67,7 @@ class Settings:
     upsample: int | None = None
     crop_margin: float = 0.1
     align: str = "auto"
+    rescue_threshold: float | str | None = "auto"
     max_frames: int | None = None
     fmt: str = "csv"
     tf_threads: int = 1
@@ -75,10 +76,17 @@ class Settings:
     def result_key(self, kind: str = "video") -> dict:
         """The settings that change the results of a ``kind`` input (not where models live, threads, or
         pipelining; for photos, not the video-only settings)."""
+        from ..inference.analyzer import check_rescue
+
         skip = {"models_dir", "tf_threads", "pipeline"}
         if kind == "photos":
             skip |= {"detect_every", "smoothing", "detect_width", "max_frames"}
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+        else:
+            skip |= {"rescue_threshold"}
+        key = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+        if "rescue_threshold" in key:
+            key["rescue_threshold"] = check_rescue(self.rescue_threshold)   # "auto" as the value it stands for
+        return key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,7 +235,8 @@ def tf_thread_env(threads: int | None) -> dict[str, str]:
 
 @functools.lru_cache(maxsize=2)
 def _cached_analyzer(model: str, fingerprint: str, models_dir: str | None, crop_margin: float,
-                     upsample: int | None, tf_threads: int, align: str = "auto"):
+                     upsample: int | None, tf_threads: int, align: str = "auto",
+                     rescue_threshold: float | str | None = "auto"):
     from ..inference import Analyzer
     from ..predictors import ArtifactError
 
@@ -236,14 +245,15 @@ def _cached_analyzer(model: str, fingerprint: str, models_dir: str | None, crop_
     if found != fingerprint:
         raise ArtifactError(f"model {model!r} here has fingerprint {found[:12]}, the batch expects "
                             f"{fingerprint[:12]} (a different artifact or manifest entry)")
-    return Analyzer(model, crop_margin=crop_margin, upsample=upsample, models_dir=models_dir, align=align)
+    return Analyzer(model, crop_margin=crop_margin, upsample=upsample, models_dir=models_dir, align=align,
+                    rescue_threshold=rescue_threshold)
 
 
 def worker_analyzer(settings: Settings):
     """The Analyzer of this process for ``settings`` (loaded on first use, then reused by every task: on
     Dask each worker process keeps its own)."""
     return _cached_analyzer(settings.model, settings.model_fingerprint, settings.models_dir, settings.crop_margin,
-                            settings.upsample, settings.tf_threads, settings.align)
+                            settings.upsample, settings.tf_threads, settings.align, settings.rescue_threshold)
 
 
 def warm_up(settings: Settings) -> str:

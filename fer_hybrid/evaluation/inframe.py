@@ -195,7 +195,7 @@ def variant_predictor(predictor, spec: str, temperature: float | None = None):
     raise ValueError(f"unknown crop variant {spec!r}; expected {VARIANT_HELP} or own")
 
 
-def _cache_key(x48: np.ndarray, condition: Condition, seed: int, split: str, detector: str) -> str:
+def cache_key(x48: np.ndarray, condition: Condition, seed: int, split: str, detector: str) -> str:
     import hashlib
     import json
 
@@ -224,7 +224,7 @@ def detect_frames(x48: np.ndarray, indices: np.ndarray, condition: Condition, se
                 "counts": np.array([len(b) for b in out], np.int64)}
 
     z = compute() if cache_dir is None else cached_arrays(
-        Path(cache_dir) / f"det-{split}-{condition.name}-{_cache_key(x48, condition, seed, split, detector)}.npz", compute)
+        Path(cache_dir) / f"det-{split}-{condition.name}-{cache_key(x48, condition, seed, split, detector)}.npz", compute)
     return np.split(z["boxes"], np.cumsum(z["counts"])[:-1]) if len(z["counts"]) else []
 
 

@@ -40,6 +40,7 @@ from .temperature import check_temperature, scale_proba
 PIPELINE_DEPTH = 2           # frames stage A may run ahead of stage B (bounded queue; see stream())
 VIDEO_DETECT_WIDTH = 480     # video mode: detect/track on a copy at most this wide (speed)
 PHOTO_UPSAMPLE_BELOW = 400   # photo mode: dlib upsamples once when the image's shorter side is below this (px)
+PHOTO_RESCUE_THRESHOLD = None  # photo mode: no face above dlib's threshold -> keep the best candidate above this
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,13 +232,15 @@ class VideoSession:
     def __init__(self, predictor, detect_every: int = 3, smoothing: float = 0.5,
                  detect_width: int | None = VIDEO_DETECT_WIDTH, upsample: int = 0,
                  crop_margin: float = DEFAULT_MARGIN, want_landmarks: bool = False, align: bool | str = "auto",
-                 temperature: float | str | None = "auto"):
+                 temperature: float | str | None = "auto", rescue_threshold: float | None = None):
         from .tracking import FaceTracker
 
-        self.face_predictor = FacePredictor(predictor, crop_margin, want_landmarks, align, temperature)
-        self.predictor = predictor
+        self.face_predictor = predictor if isinstance(predictor, FacePredictor) else FacePredictor(
+            predictor, crop_margin, want_landmarks, align, temperature)
+        self.predictor = self.face_predictor.predictor
+        want_landmarks = self.face_predictor.landmarks
         self.classes = self.face_predictor.classes
-        self.tracker = FaceTracker(detect_every, detect_width, smoothing, upsample)
+        self.tracker = FaceTracker(detect_every, detect_width, smoothing, upsample, rescue_threshold=rescue_threshold)
         self.crop_margin = self.face_predictor.crop_margin
         self.want_landmarks = bool(want_landmarks)
         self.timings = {"detection": 0.0, "landmarks": 0.0, "classification": 0.0}
@@ -248,7 +251,8 @@ class VideoSession:
         from .tracking import FaceTracker
 
         t = self.tracker
-        self.tracker = FaceTracker(t.detect_every, t.detect_width, t.smoothing, t.upsample, t.match_iou)
+        self.tracker = FaceTracker(t.detect_every, t.detect_width, t.smoothing, t.upsample, t.match_iou,
+                                   t.rescue_threshold)
 
     def process(self, image: np.ndarray) -> list[Face]:
         """Faces of one frame (uint8 gray/BGR/BGRA), tracked and smoothed. ValueError for a bad frame."""
@@ -310,6 +314,27 @@ def run_frames(session: VideoSession, frames: Iterable, pipeline: bool = True) -
             yield frame, session.classify(frame.image, loc)
 
 
+def check_rescue(rescue_threshold: float | str | None) -> float | None:
+    """The photo-mode rescue threshold: "auto" = :data:`PHOTO_RESCUE_THRESHOLD`, None = no rescue, or a
+    number in [-2, 0). ValueError otherwise."""
+    if isinstance(rescue_threshold, str) and rescue_threshold == "auto":
+        return PHOTO_RESCUE_THRESHOLD
+    if rescue_threshold is None:
+        return None
+    if isinstance(rescue_threshold, bool) or not isinstance(rescue_threshold, (int, float)) \
+            or not -2.0 <= float(rescue_threshold) < 0.0:
+        raise ValueError(f"rescue_threshold must be 'auto', None or a number in [-2, 0), got {rescue_threshold!r}")
+    return float(rescue_threshold)
+
+
+def photo_upsample(image: np.ndarray, upsample: int | None = None) -> int:
+    """dlib HOG upsampling for a photo: ``upsample`` when given, else once when the image's shorter side is
+    below :data:`PHOTO_UPSAMPLE_BELOW` px (smaller faces), else none."""
+    if upsample is not None:
+        return int(upsample)
+    return 1 if min(image.shape[:2]) < PHOTO_UPSAMPLE_BELOW else 0
+
+
 # ---------------------------------------------------------------------------------------------
 # The facade
 # ---------------------------------------------------------------------------------------------
@@ -319,7 +344,9 @@ class Analyzer:
     ``model``: a registered name (``"default"``: the manifest's default), or a predictor object.
     ``crop_margin``: box growth per side before cropping. ``landmarks``: also return dlib's 68 points.
     ``upsample``: dlib HOG upsampling for photos (None: once when the shorter side is below
-    :data:`PHOTO_UPSAMPLE_BELOW` px, else none). ``tta``: for a crop model, a test-time augmentation
+    :data:`PHOTO_UPSAMPLE_BELOW` px, else none). ``rescue_threshold``: photos only; when no face clears dlib's threshold, keep
+    the best candidate scoring above this ("auto" = :data:`PHOTO_RESCUE_THRESHOLD`, chosen on val in the frame;
+    None = never). ``tta``: for a crop model, a test-time augmentation
     policy of :mod:`fer_hybrid.cnn.tta` on top of what the model runs (None: exactly the shipped model).
     ``models_dir``: where the artifacts live (default: ``$FER_HYBRID_MODELS`` or the packaged models).
     ``align``: for a crop model, the crop (:mod:`fer_hybrid.inference.align`): "auto" (default) = "level"
@@ -332,7 +359,8 @@ class Analyzer:
 
     def __init__(self, model="default", *, crop_margin: float = DEFAULT_MARGIN, landmarks: bool = False,
                  upsample: int | None = None, tta: str | None = None, models_dir: str | os.PathLike | None = None,
-                 align: bool | str = "auto", temperature: float | str | None = "auto"):
+                 align: bool | str = "auto", temperature: float | str | None = "auto",
+                 rescue_threshold: float | str | None = "auto"):
         from ..predictors import default_model, load_predictor
 
         if isinstance(model, str):
@@ -352,9 +380,9 @@ class Analyzer:
         if upsample is not None and (int(upsample) != upsample or not 0 <= upsample <= 3):
             raise ValueError(f"upsample must be an integer in 0..3 or None, got {upsample}")
         self.upsample = upsample
+        self.rescue_threshold = check_rescue(rescue_threshold)
         self._faces = FacePredictor(predictor, self.crop_margin, self.landmarks, align, temperature)
         self.align, self.temperature = self._faces.align, self._faces.temperature
-        self._temperature_arg = temperature
         self.name, self.classes = self._faces.name, self._faces.classes
 
     def __repr__(self) -> str:
@@ -366,10 +394,7 @@ class Analyzer:
         from ..landmarks.detect import detect_faces_scored
 
         image = check_frame(image)
-        up = self.upsample
-        if up is None:
-            up = 1 if min(image.shape[:2]) < PHOTO_UPSAMPLE_BELOW else 0
-        return detect_faces_scored(image, up)
+        return detect_faces_scored(image, photo_upsample(image, self.upsample), rescue_threshold=self.rescue_threshold)
 
     def analyze(self, image) -> list[Face]:
         """Faces of one photo: a path (str / Path) or a uint8 gray/BGR/BGRA array -> list[Face] (ids None).
@@ -390,10 +415,12 @@ class Analyzer:
 
     # -- videos ---------------------------------------------------------------------------------
     def session(self, detect_every: int = 3, smoothing: float = 0.5,
-                detect_width: int | None = VIDEO_DETECT_WIDTH, upsample: int = 0) -> VideoSession:
-        """A fresh :class:`VideoSession` (tracks, smoothing) for one video with this Analyzer's model."""
-        return VideoSession(self.predictor, detect_every, smoothing, detect_width, upsample, self.crop_margin,
-                            self.landmarks, self.align or False, self._temperature_arg)
+                detect_width: int | None = VIDEO_DETECT_WIDTH, upsample: int = 0,
+                photos: bool = False) -> VideoSession:
+        """A fresh :class:`VideoSession` (tracks, smoothing) for one video with this Analyzer's model;
+        ``photos=True`` for a sequence of unrelated images (the photo-mode rescue applies)."""
+        return VideoSession(self._faces, detect_every, smoothing, detect_width, upsample,
+                            rescue_threshold=self.rescue_threshold if photos else None)
 
     def analyze_video(self, source, *, detect_every: int = 3, smoothing: float = 0.5,
                       detect_width: int | None = VIDEO_DETECT_WIDTH, upsample: int = 0,

@@ -58,11 +58,13 @@ class FaceTracker:
     """Keeps face tracks; :meth:`step` returns the tracks of the current frame.
 
     ``detect_every`` = 1 detects on every frame (no tracker); ``smoothing`` is the EMA alpha of
-    :class:`~fer_hybrid.smoothing.ProbabilityEMA`; ``upsample`` is dlib's HOG upsampling count.
+    :class:`~fer_hybrid.smoothing.ProbabilityEMA`; ``upsample`` is dlib's HOG upsampling count;
+    ``rescue_threshold`` (image sequences): when no face clears dlib's threshold, keep the best candidate
+    scoring above this (see :func:`fer_hybrid.landmarks.detect.detect_faces_scored`; None: never).
     """
 
     def __init__(self, detect_every: int = 3, detect_width: int | None = 480, smoothing: float = 0.5,
-                 upsample: int = 0, match_iou: float = 0.3):
+                 upsample: int = 0, match_iou: float = 0.3, rescue_threshold: float | None = None):
         if detect_every < 1:
             raise ValueError(f"detect_every must be >= 1, got {detect_every}")
         self.detect_every = int(detect_every)
@@ -70,6 +72,7 @@ class FaceTracker:
         self.smoothing = smoothing
         self.upsample = int(upsample)
         self.match_iou = match_iou
+        self.rescue_threshold = rescue_threshold
         self.tracks: list[Track] = []
         self._ids = itertools.count()
         self._frame = 0
@@ -101,7 +104,7 @@ class FaceTracker:
         return self.tracks
 
     def _detect(self, small: np.ndarray, scale: float) -> None:
-        boxes, scores = detect_faces_scored(small, self.upsample)
+        boxes, scores = detect_faces_scored(small, self.upsample, rescue_threshold=self.rescue_threshold)
         boxes = boxes.astype(np.float64) / scale
         old = self.tracks
         pairs = greedy_match(iou([t.box for t in old], boxes), self.match_iou) if old and len(boxes) else []

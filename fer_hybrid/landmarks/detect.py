@@ -61,16 +61,37 @@ def detect_faces(image: np.ndarray, upsample: int = 0) -> np.ndarray:
     return detect_faces_scored(image, upsample)[0]
 
 
-def detect_faces_scored(image: np.ndarray, upsample: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def detect_faces_scored(image: np.ndarray, upsample: int = 0, threshold: float = 0.0,
+                        rescue_threshold: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(int (k, 4) boxes [x0, y0, x1, y1] clipped to the image, float (k,) HOG detection scores) for a
-    gray/BGR image; ``upsample`` doubles the image that many times first (finds smaller faces, slower)."""
+    gray/BGR image; ``upsample`` doubles the image that many times first (finds smaller faces, slower).
+
+    ``threshold``: dlib's score threshold (0 = dlib's own). ``rescue_threshold`` (< threshold): when no
+    candidate clears ``threshold``, keep the single best one scoring above this instead of none (photo mode:
+    a photo handed to us usually shows a face). One detector run either way: dlib's non-maximum suppression
+    keeps higher-scoring windows first, so the faces above ``threshold`` are the same as without rescue.
+    """
     gray = to_gray(image)
-    rects, scores, _ = _hog().run(gray, int(upsample), 0.0)
+    floor = threshold if rescue_threshold is None else min(float(threshold), float(rescue_threshold))
+    rects, scores, _ = _hog().run(gray, int(upsample), float(floor))
     h, w = gray.shape
     boxes = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects], dtype=np.int64).reshape(-1, 4)
     boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w - 1)
     boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h - 1)
-    return boxes, np.asarray(scores, dtype=np.float64).reshape(-1)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    keep = keep_detections(scores, threshold, rescue_threshold)
+    return boxes[keep], scores[keep]
+
+
+def keep_detections(scores: np.ndarray, threshold: float = 0.0, rescue_threshold: float | None = None) -> np.ndarray:
+    """bool (k,) mask over candidate scores (k,): those >= ``threshold``; if there are none, the single best
+    candidate > ``rescue_threshold`` (None: no rescue)."""
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    keep = scores >= threshold
+    if rescue_threshold is not None and not keep.any() and len(scores):
+        best = int(np.argmax(scores))
+        keep[best] = scores[best] > rescue_threshold
+    return keep
 
 
 def full_image_box(shape: tuple[int, ...]) -> np.ndarray:

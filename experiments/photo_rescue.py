@@ -1,0 +1,170 @@
+"""Photo mode: when dlib HOG finds no face in a photo, should the Analyzer keep its best weaker candidate?
+
+Method.
+1. Photos with one face: the in-the-frame benchmark's seeded subsets (``--n`` val and test faces, seed 0)
+   under every condition of fer_hybrid.evaluation.inframe (480x400 frames), detected as Analyzer.detect does
+   (full resolution, its upsampling rule). A kept box is the face when it overlaps the expected box (IoU >= 0.3).
+2. Photos without a face: every ``--video-step``-th frame of ../shared/video's clip, cut left of the person's
+   face (x < face box - 10 px): a room with no face in it. Every kept box there is a made-up face.
+3. Candidates: one HOG run per image keeping every window scoring above ``--floor``; the windows above 0 are
+   exactly the default detector's (dlib's non-maximum suppression keeps higher scores first).
+4. Rescue rule (fer_hybrid.landmarks.detect.keep_detections): no rescue, or for a threshold t on a grid, when
+   nothing scores >= 0 keep the single best candidate above t. Per t: faces found, found among those the
+   detector finds on the 4x upscaled 48x48 originals (the real-faces issue's measure), false positives per
+   face frame, made-up faces per empty photo.
+5. Choice on val alone: the t maximising faces found - false positives - made-up faces per image
+   (fer_hybrid.evaluation.detectors.rescue_objective); test is reported for the choice and for no rescue.
+Writes rescue.json, rescue.md and rescue.png to experiments/reports/photo-rescue/.
+
+    python experiments/photo_rescue.py [--n 500] [--floor -1.5] [--video-step 8]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from fer_hybrid import _atomic  # noqa: E402
+from fer_hybrid.data import load_fer2013  # noqa: E402
+from fer_hybrid.evaluate import environment  # noqa: E402
+from fer_hybrid.evaluation import detectors as D  # noqa: E402
+from fer_hybrid.evaluation import inframe as F  # noqa: E402
+from fer_hybrid.images import to_gray  # noqa: E402
+from fer_hybrid.inference.analyzer import photo_upsample  # noqa: E402
+from fer_hybrid.landmarks.detect import detect_faces  # noqa: E402
+from fer_hybrid.npz_cache import cached_arrays  # noqa: E402
+from fer_hybrid.reports import json_ready, pyplot, save_figure  # noqa: E402
+from fer_hybrid.video import open_source  # noqa: E402
+
+CLIP = ROOT.parent / "shared" / "video" / "WolfgangLanger_Pexels.mp4"
+GRID = [None, *[round(-0.1 * k, 1) for k in range(1, 16)]]   # rescue thresholds tried: none, -0.1 ... -1.5
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=500, help="faces per split (the in-the-frame subset)")
+    ap.add_argument("--floor", type=float, default=-1.5, help="keep candidates scoring above this")
+    ap.add_argument("--video-step", type=int, default=8)
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--cache", default=str(ROOT / "experiments" / "checkpoints" / "inframe"))
+    ap.add_argument("--out", default=str(ROOT / "experiments" / "reports" / "photo-rescue"))
+    return ap.parse_args(argv)
+
+
+def candidates(frames, upsample, floor, cache: Path):
+    z = cached_arrays(cache, lambda: pack(D.scored_candidates(frames, upsample, floor)))
+    counts = np.cumsum(z["counts"])[:-1]
+    return list(zip(np.split(z["boxes"], counts), np.split(z["scores"], counts)))
+
+
+def pack(cands):
+    return {"boxes": np.concatenate([b for b, _ in cands] + [np.zeros((0, 4), np.int64)]),
+            "scores": np.concatenate([s for _, s in cands] + [np.zeros(0)]),
+            "counts": np.array([len(s) for _, s in cands], np.int64)}
+
+
+def empty_photos(step: int) -> list[np.ndarray]:
+    """Left parts of the clip's frames, cut 10 px before the face box: (360, w) gray, no face in them."""
+    out = []
+    with open_source(str(CLIP)) as src:
+        for i, frame in enumerate(src):
+            if i % step == 0:
+                boxes = detect_faces(frame.image, 0)
+                x = int(boxes[:, 0].min()) - 10 if len(boxes) else 0
+                if x >= 120:
+                    out.append(to_gray(frame.image)[:, :x].copy())
+    return out
+
+
+def rates(cands, expected, found_original=None) -> dict[str, dict]:
+    rows = {}
+    for t in GRID:
+        found, fp = D.rescue_outcomes(cands, expected, t)
+        r = {"found_share": float(found.mean()), "false_positives_per_image": float(fp.mean())}
+        if found_original is not None:
+            r["found_of_original"] = float((found & found_original).sum() / max(found_original.sum(), 1))
+        rows["none" if t is None else f"{t:g}"] = r
+    return rows
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    data = load_fer2013(args.data)
+    cache, photo = Path(args.cache), photo_upsample
+    empties = empty_photos(args.video_step)
+    empty = rates(candidates(empties, photo(empties[0]), args.floor, cache / f"rescue-empty-{args.video_step}.npz"), None)
+    report = {"name": "photo-rescue", "grid": ["none" if t is None else f"{t:g}" for t in GRID],
+              "empty_photos": len(empties), "empty": empty, "splits": {}}
+    for split in ("val", "test"):
+        idx = F.subset(len(data.split(split).y), args.n, 0, split)
+        x48 = data.split(split).x[idx]
+        orig = F.detected_on_originals(x48)
+        per_condition = {}
+        for c in F.select_conditions(None):
+            rendered = [F.render(f, c, F.rng_for(0, split, c.name, int(i))) for f, i in zip(x48, idx)]
+            frames, boxes = [r[0] for r in rendered], np.array([r[1] for r in rendered])
+            key = F.cache_key(x48, c, 0, split, f"hog-candidates-{args.floor:g}")
+            cands = candidates(frames, photo(frames[0]), args.floor, cache / f"rescue-{split}-{c.name}-{key}.npz")
+            per_condition[c.name] = rates(cands, boxes, orig if c.name == "default" else None)
+        objective = {t: D.rescue_objective(np.mean([per_condition[c][t]["found_share"] for c in per_condition]),
+                                           np.mean([per_condition[c][t]["false_positives_per_image"] for c in per_condition]),
+                                           empty[t]["false_positives_per_image"]) for t in report["grid"]}
+        report["splits"][split] = {"n": len(idx), "conditions": per_condition, "objective": objective}
+    val = report["splits"]["val"]["objective"]
+    report["chosen"] = max(report["grid"], key=lambda t: (round(val[t], 12), t == "none"))
+    report.update(command=environment()["command"], environment=environment())
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    chart(report, out / "rescue.png")
+    _atomic.write_text(out / "rescue.json", json.dumps(json_ready(report), indent=2) + "\n")
+    _atomic.write_text(out / "rescue.md", to_markdown(report))
+    print(f"chosen rescue threshold {report['chosen']}; wrote {out}/rescue.md")
+    return 0
+
+
+def to_markdown(rep) -> str:
+    L = ["# Photo mode: rescuing the best weak HOG candidate", "", f"- command: `{rep['command']}`",
+         f"- {rep['splits']['val']['n']} faces per split x {len(rep['splits']['val']['conditions'])} in-the-frame "
+         f"conditions; {rep['empty_photos']} photos without a face (clip frames cut left of the face)",
+         f"- chosen on val (faces found - false positives - made-up faces per image): **{rep['chosen']}**", "",
+         "| split | rescue above | found of original (default) | found (default) | found (mean) | false pos. / frame (mean) | made-up faces / empty photo | objective |",
+         "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for split, s in rep["splits"].items():
+        for t in rep["grid"]:
+            if split == "test" and t not in ("none", rep["chosen"]):
+                continue
+            d, conds = s["conditions"]["default"][t], s["conditions"].values()
+            L.append(f"| {split} | {t} | {d['found_of_original']:.4f} | {d['found_share']:.4f} | "
+                     f"{np.mean([c[t]['found_share'] for c in conds]):.4f} | "
+                     f"{np.mean([c[t]['false_positives_per_image'] for c in conds]):.4f} | "
+                     f"{rep['empty'][t]['false_positives_per_image']:.4f} | {s['objective'][t]:.4f} |")
+    L += ["", "Test rows: no rescue and the val choice only.", "", "![rescue](rescue.png)", ""]
+    return "\n".join(L)
+
+
+def chart(rep, path):
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for split, s in rep["splits"].items():
+        conds = s["conditions"].values()
+        found = [np.mean([c[t]["found_share"] for c in conds]) for t in rep["grid"]]
+        fp = [np.mean([c[t]["false_positives_per_image"] for c in conds]) + rep["empty"][t]["false_positives_per_image"]
+              for t in rep["grid"]]
+        ax.plot(fp, found, marker="o", label=split)
+        for t, a, b in zip(rep["grid"], fp, found):
+            ax.annotate(t, (a, b), fontsize=6)
+    ax.set_xlabel("false positives per face frame + made-up faces per empty photo")
+    ax.set_ylabel("faces found (mean over conditions)")
+    ax.legend()
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
