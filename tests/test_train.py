@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer_hybrid.cnn.train import (TrainConfig, _datasets, balanced_class_weights, fit, load_best, make_strategy,
-                                  predict_proba)
+from fer_hybrid.cnn.train import (TrainConfig, _datasets, balanced_class_weights, build, fit, load_best, make_strategy,
+                                  predict_proba, save_model)
 from fer_hybrid.data import Augment
 from fer_hybrid.reports import REQUIRED_KEYS, read_report
 
@@ -81,6 +81,19 @@ def test_fit_on_soft_targets_scores_val_on_hard_labels(sample_data, tmp_path):
     assert acc == pytest.approx(float((p.argmax(1) == sample_data.val.y).mean()), abs=1e-6)
     with pytest.raises(ValueError, match="one row per training image"):
         fit(tiny_config(), sample_data, tmp_path / "bad", verbose=0, train_targets=targets[:3])
+
+
+def test_build_warm_starts_every_layer_from_a_whole_keras_model(tmp_path):
+    """A trained .keras of the same backbone continues training from all its weights (also for backbones whose
+    own weight files load into a sub-model only, like baseline and vggface)."""
+    trained = build(tiny_config(seed=1), 5)
+    trained.set_weights([w + 0.01 * (i + 1) for i, w in enumerate(trained.get_weights())])
+    path = save_model(trained, tmp_path / "trained.keras")
+    warm = build(tiny_config(weights=str(path)), 5)
+    x = np.random.default_rng(0).integers(0, 256, (3, 48, 48, 1)).astype(np.float32)
+    np.testing.assert_allclose(warm.predict(x, verbose=0), trained.predict(x, verbose=0), atol=1e-6)
+    cold = build(tiny_config(), 5)
+    assert not np.allclose(cold.predict(x, verbose=0), trained.predict(x, verbose=0), atol=1e-6)
 
 
 def test_balanced_class_weights_inverse_frequency():

@@ -108,10 +108,16 @@ def set_seeds(seed: int) -> None:
 # Model, optimizer, callbacks
 # ---------------------------------------------------------------------------------------------
 def build(cfg: TrainConfig, num_classes: int):
+    """The backbone with ``cfg.weights``; a whole trained ``.keras`` model of the same backbone (warm start,
+    e.g. a longer or distilled run) is loaded into every layer, whatever the backbone's own weight format."""
     from .backbones import build_model
 
-    return build_model(cfg.backbone, num_classes=num_classes, input_size=cfg.input_size, weights=cfg.weights,
-                       **cfg.model_kwargs)
+    warm = cfg.weights is not None and str(cfg.weights).endswith(".keras")
+    model = build_model(cfg.backbone, num_classes=num_classes, input_size=cfg.input_size,
+                        weights=None if warm else cfg.weights, **cfg.model_kwargs)
+    if warm:
+        model.load_weights(str(cfg.weights))
+    return model
 
 
 def make_optimizer(cfg: TrainConfig, steps_per_epoch: int, epochs: int, lr_scale: float = 1.0):
