@@ -42,6 +42,12 @@ from fer_hybrid.verify import predict_chunked  # noqa: E402
 CROP_VARIANTS = "margin:0.1,margin:0.25,box,level,eyes"
 
 
+def detector_key(analyzer) -> str:
+    """What the cached detections depend on: the Analyzer's photo upsampling and rescue threshold."""
+    key = "analyzer-photo" if analyzer.upsample is None else f"analyzer-photo-up{analyzer.upsample}"
+    return key if analyzer.rescue_threshold is None else f"{key}-rescue{analyzer.rescue_threshold:g}"
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=None, help="registered model (default: the manifest's default)")
@@ -87,7 +93,7 @@ def main(argv=None) -> int:
         # 2. every condition: detect (cached), then classify the matched face with every variant
         for c in conditions:
             boxes = F.detect_frames(x, idx, c, args.seed, split, analyzer.detect, cache_dir=args.cache, progress=True,
-                                    detector="analyzer-photo" if args.upsample is None else f"analyzer-photo-up{args.upsample}")
+                                    detector=detector_key(analyzer))
             r = F.classify_frames(x, idx, c, args.seed, split, boxes, variants, progress=True)
             found = r["matched"] >= 0
             for v in variants:

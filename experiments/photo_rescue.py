@@ -33,13 +33,13 @@ sys.path.insert(0, str(ROOT))
 from fer_hybrid import _atomic  # noqa: E402
 from fer_hybrid.data import load_fer2013  # noqa: E402
 from fer_hybrid.evaluate import environment  # noqa: E402
-from fer_hybrid.evaluation import detectors as D  # noqa: E402
 from fer_hybrid.evaluation import inframe as F  # noqa: E402
+from fer_hybrid.evaluation import rescue as R  # noqa: E402
 from fer_hybrid.images import to_gray  # noqa: E402
 from fer_hybrid.inference.analyzer import photo_upsample  # noqa: E402
 from fer_hybrid.landmarks.detect import detect_faces  # noqa: E402
-from fer_hybrid.npz_cache import cached_arrays  # noqa: E402
-from fer_hybrid.reports import json_ready, pyplot, save_figure  # noqa: E402
+from fer_hybrid.landmarks.extract import upscale_image  # noqa: E402
+from fer_hybrid.reports import json_ready  # noqa: E402
 from fer_hybrid.video import open_source  # noqa: E402
 
 CLIP = ROOT.parent / "shared" / "video" / "WolfgangLanger_Pexels.mp4"
@@ -57,18 +57,6 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
-def candidates(frames, upsample, floor, cache: Path):
-    z = cached_arrays(cache, lambda: pack(D.scored_candidates(frames, upsample, floor)))
-    counts = np.cumsum(z["counts"])[:-1]
-    return list(zip(np.split(z["boxes"], counts), np.split(z["scores"], counts)))
-
-
-def pack(cands):
-    return {"boxes": np.concatenate([b for b, _ in cands] + [np.zeros((0, 4), np.int64)]),
-            "scores": np.concatenate([s for _, s in cands] + [np.zeros(0)]),
-            "counts": np.array([len(s) for _, s in cands], np.int64)}
-
-
 def empty_photos(step: int) -> list[np.ndarray]:
     """Left parts of the clip's frames, cut 10 px before the face box: (360, w) gray, no face in them."""
     out = []
@@ -82,88 +70,53 @@ def empty_photos(step: int) -> list[np.ndarray]:
     return out
 
 
-def rates(cands, expected, found_original=None) -> dict[str, dict]:
-    rows = {}
-    for t in GRID:
-        found, fp = D.rescue_outcomes(cands, expected, t)
-        r = {"found_share": float(found.mean()), "false_positives_per_image": float(fp.mean())}
-        if found_original is not None:
-            r["found_of_original"] = float((found & found_original).sum() / max(found_original.sum(), 1))
-        rows["none" if t is None else f"{t:g}"] = r
-    return rows
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
-    data = load_fer2013(args.data)
-    cache, photo = Path(args.cache), photo_upsample
+    data, cache = load_fer2013(args.data), Path(args.cache)
+    report = {"name": "photo-rescue", "grid": [R.grid_name(t) for t in GRID], "splits": {}}
+
+    # 2. Photos without a face.
     empties = empty_photos(args.video_step)
-    empty = rates(candidates(empties, photo(empties[0]), args.floor, cache / f"rescue-empty-{args.video_step}.npz"), None)
-    report = {"name": "photo-rescue", "grid": ["none" if t is None else f"{t:g}" for t in GRID],
-              "empty_photos": len(empties), "empty": empty, "splits": {}}
+    cands = R.cached_candidates(empties, photo_upsample(empties[0]), args.floor,
+                                cache / f"rescue-empty-{args.video_step}.npz")
+    report.update(empty_photos=len(empties), empty=R.rescue_rates(cands, None, GRID))
+
     for split in ("val", "test"):
+        # 1. Photos with one face: the in-the-frame subset under every condition, and the upscaled originals.
         idx = F.subset(len(data.split(split).y), args.n, 0, split)
         x48 = data.split(split).x[idx]
-        orig = F.detected_on_originals(x48)
+        found_original = F.detected_on_originals(x48)
+        key = F.cache_key(x48, F.CONDITIONS["default"], 0, split, "originals")
+        original_cands = R.cached_candidates([upscale_image(f, 4) for f in x48], 0, args.floor,
+                                             cache / f"rescue-{split}-originals-{key}.npz")
         per_condition = {}
         for c in F.select_conditions(None):
             rendered = [F.render(f, c, F.rng_for(0, split, c.name, int(i))) for f, i in zip(x48, idx)]
             frames, boxes = [r[0] for r in rendered], np.array([r[1] for r in rendered])
+            # 3. Candidates, one HOG run per frame down to the floor (cached by content).
             key = F.cache_key(x48, c, 0, split, f"hog-candidates-{args.floor:g}")
-            cands = candidates(frames, photo(frames[0]), args.floor, cache / f"rescue-{split}-{c.name}-{key}.npz")
-            per_condition[c.name] = rates(cands, boxes, orig if c.name == "default" else None)
-        objective = {t: D.rescue_objective(np.mean([per_condition[c][t]["found_share"] for c in per_condition]),
-                                           np.mean([per_condition[c][t]["false_positives_per_image"] for c in per_condition]),
-                                           empty[t]["false_positives_per_image"]) for t in report["grid"]}
+            cands = R.cached_candidates(frames, photo_upsample(frames[0]), args.floor,
+                                        cache / f"rescue-{split}-{c.name}-{key}.npz")
+            # 4. The keep rule at every threshold.
+            extra = (found_original, original_cands) if c.name == "default" else ()
+            per_condition[c.name] = R.rescue_rates(cands, boxes, GRID, *extra)
+        mean = {t: {k: np.mean([per_condition[c][t][k] for c in per_condition])
+                    for k in ("found_share", "false_positives_per_image")} for t in report["grid"]}
+        objective = {t: R.rescue_objective(mean[t]["found_share"], mean[t]["false_positives_per_image"],
+                                           report["empty"][t]["false_positives_per_image"]) for t in report["grid"]}
         report["splits"][split] = {"n": len(idx), "conditions": per_condition, "objective": objective}
+
+    # 5. The choice, on val alone (ties: no rescue, then the higher threshold).
     val = report["splits"]["val"]["objective"]
     report["chosen"] = max(report["grid"], key=lambda t: (round(val[t], 12), t == "none"))
     report.update(command=environment()["command"], environment=environment())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    chart(report, out / "rescue.png")
+    R.rescue_chart(report, out / "rescue.png")
     _atomic.write_text(out / "rescue.json", json.dumps(json_ready(report), indent=2) + "\n")
-    _atomic.write_text(out / "rescue.md", to_markdown(report))
+    _atomic.write_text(out / "rescue.md", R.rescue_markdown(report))
     print(f"chosen rescue threshold {report['chosen']}; wrote {out}/rescue.md")
     return 0
-
-
-def to_markdown(rep) -> str:
-    L = ["# Photo mode: rescuing the best weak HOG candidate", "", f"- command: `{rep['command']}`",
-         f"- {rep['splits']['val']['n']} faces per split x {len(rep['splits']['val']['conditions'])} in-the-frame "
-         f"conditions; {rep['empty_photos']} photos without a face (clip frames cut left of the face)",
-         f"- chosen on val (faces found - false positives - made-up faces per image): **{rep['chosen']}**", "",
-         "| split | rescue above | found of original (default) | found (default) | found (mean) | false pos. / frame (mean) | made-up faces / empty photo | objective |",
-         "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for split, s in rep["splits"].items():
-        for t in rep["grid"]:
-            if split == "test" and t not in ("none", rep["chosen"]):
-                continue
-            d, conds = s["conditions"]["default"][t], s["conditions"].values()
-            L.append(f"| {split} | {t} | {d['found_of_original']:.4f} | {d['found_share']:.4f} | "
-                     f"{np.mean([c[t]['found_share'] for c in conds]):.4f} | "
-                     f"{np.mean([c[t]['false_positives_per_image'] for c in conds]):.4f} | "
-                     f"{rep['empty'][t]['false_positives_per_image']:.4f} | {s['objective'][t]:.4f} |")
-    L += ["", "Test rows: no rescue and the val choice only.", "", "![rescue](rescue.png)", ""]
-    return "\n".join(L)
-
-
-def chart(rep, path):
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for split, s in rep["splits"].items():
-        conds = s["conditions"].values()
-        found = [np.mean([c[t]["found_share"] for c in conds]) for t in rep["grid"]]
-        fp = [np.mean([c[t]["false_positives_per_image"] for c in conds]) + rep["empty"][t]["false_positives_per_image"]
-              for t in rep["grid"]]
-        ax.plot(fp, found, marker="o", label=split)
-        for t, a, b in zip(rep["grid"], fp, found):
-            ax.annotate(t, (a, b), fontsize=6)
-    ax.set_xlabel("false positives per face frame + made-up faces per empty photo")
-    ax.set_ylabel("faces found (mean over conditions)")
-    ax.legend()
-    fig.tight_layout()
-    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fer_hybrid import Analyzer
-from fer_hybrid.evaluation.detectors import rescue_objective, rescue_outcomes
+from fer_hybrid.evaluation.rescue import rescue_objective, rescue_outcomes
 from fer_hybrid.inference.analyzer import PHOTO_RESCUE_THRESHOLD, photo_upsample
 from fer_hybrid.labels import STUDY_EMOTIONS
 from fer_hybrid.landmarks.detect import detect_faces_scored, keep_detections
@@ -82,3 +82,22 @@ def test_rescue_outcomes_count_found_faces_and_false_positives():
     found, fp = rescue_outcomes(cands, None, -0.5)        # images without a face: every kept box is made up
     assert found.tolist() == [False, False, False] and fp.tolist() == [2, 1, 1]
     assert rescue_objective(0.9, 0.05, 0.1) == pytest.approx(0.75)
+
+
+def test_rescue_rates_per_threshold_and_of_originals():
+    from fer_hybrid.evaluation.rescue import rescue_markdown, rescue_rates
+
+    expected = np.array([[10.0, 10, 50, 50], [10, 10, 50, 50]])
+    cands = [(np.array([[10, 10, 50, 50]]), np.array([0.5])), (np.array([[12, 12, 50, 50]]), np.array([-0.3]))]
+    originals = [(np.zeros((1, 4), np.int64), np.array([0.2])), (np.zeros((1, 4), np.int64), np.array([-0.6]))]
+    rows = rescue_rates(cands, expected, [None, -0.5, -0.8], np.array([True, False]), originals)
+    assert list(rows) == ["none", "-0.5", "-0.8"]
+    assert rows["none"]["found_share"] == 0.5 and rows["-0.5"]["found_share"] == 1.0
+    assert rows["-0.5"]["found_of_original"] == 1.0
+    assert rows["-0.5"]["found_of_original_same_rule"] == 1.0          # the weak original is not kept at -0.5
+    assert rows["-0.8"]["found_of_original_same_rule"] == 1.0          # kept at -0.8 and found in its frame
+    split = {"n": 2, "conditions": {"default": rows}, "objective": {t: 0.0 for t in rows}}
+    md = rescue_markdown({"command": "x", "grid": list(rows), "chosen": "-0.5", "empty_photos": 1,
+                          "empty": {t: {"false_positives_per_image": 0.0} for t in rows},
+                          "splits": {"val": split, "test": split}})
+    assert "**-0.5**" in md and md.count("| test |") == 2 and md.count("| val |") == 3

@@ -104,37 +104,3 @@ def matches_face(boxes: np.ndarray, expected: np.ndarray) -> bool:
     ratio = (boxes[:, 2] - boxes[:, 0] + 1) / (expected[2] - expected[0])
     return bool((inside & (ratio >= 0.4) & (ratio <= 2.5)).any())
 
-
-# ---------------------------------------------------------------------------------------------
-# Photo-mode rescue: keep the best sub-threshold candidate when nothing clears dlib's threshold
-# ---------------------------------------------------------------------------------------------
-def scored_candidates(images, upsample: int = 0, floor: float = -1.0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """HOG candidates of each image scoring above ``floor``: list of (int (k, 4) boxes, float (k,) scores),
-    one dlib run per image (the Analyzer's detector with ``rescue_threshold=floor``, before its keep rule)."""
-    from ..landmarks.detect import detect_faces_scored
-
-    return [detect_faces_scored(im, upsample, threshold=floor) for im in images]
-
-
-def rescue_outcomes(candidates, expected_boxes, rescue_threshold: float | None, threshold: float = 0.0,
-                    match_iou: float = 0.3) -> tuple[np.ndarray, np.ndarray]:
-    """(bool (n,) face found, int (n,) false positives) per image under the keep rule of
-    :func:`fer_hybrid.landmarks.detect.keep_detections`; ``expected_boxes`` (n, 4) float face boxes, or None
-    for images without a face (then every kept box is a false positive)."""
-    from ..landmarks.detect import keep_detections
-    from .inframe import match
-
-    found = np.zeros(len(candidates), bool)
-    false_pos = np.zeros(len(candidates), np.int64)
-    for i, (boxes, scores) in enumerate(candidates):
-        kept = np.asarray(boxes).reshape(-1, 4)[keep_detections(scores, threshold, rescue_threshold)]
-        found[i] = expected_boxes is not None and match(kept, expected_boxes[i], match_iou) >= 0
-        false_pos[i] = len(kept) - int(found[i])
-    return found, false_pos
-
-
-def rescue_objective(found_share: float, false_positives_per_face_frame: float,
-                     false_positives_per_empty_image: float) -> float:
-    """What a rescue threshold is chosen by: faces found minus made-up faces, per image, on frames with a face
-    and on images without one alike (a made-up face costs as much as a missed one)."""
-    return found_share - false_positives_per_face_frame - false_positives_per_empty_image

@@ -40,7 +40,10 @@ from .temperature import check_temperature, scale_proba
 PIPELINE_DEPTH = 2           # frames stage A may run ahead of stage B (bounded queue; see stream())
 VIDEO_DETECT_WIDTH = 480     # video mode: detect/track on a copy at most this wide (speed)
 PHOTO_UPSAMPLE_BELOW = 400   # photo mode: dlib upsamples once when the image's shorter side is below this (px)
-PHOTO_RESCUE_THRESHOLD = None  # photo mode: no face above dlib's threshold -> keep the best candidate above this
+# Photo mode: when no face clears dlib's threshold, keep the best candidate scoring above this. Chosen on val in
+# the frame (experiments/photo_rescue.py -> experiments/reports/photo-rescue: faces found - false positives -
+# made-up faces per image).
+PHOTO_RESCUE_THRESHOLD = -0.9
 
 
 # ---------------------------------------------------------------------------------------------
