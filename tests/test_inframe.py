@@ -98,7 +98,8 @@ def test_classification_is_the_analyzers(faces, models_dir):
     an = Analyzer("vggbn", models_dir=models_dir)
     c, idx = F.CONDITIONS["default"], np.arange(len(faces))
     boxes = F.detect_frames(faces, idx, c, 0, "val", an.detect)
-    variants = {v: F.variant_predictor(an.predictor, v) for v in ("margin:0.1", "eyes")}
+    variants = {v: F.variant_predictor(an.predictor, v) for v in ("margin:0.1", "level", "eyes")}
+    assert variants["margin:0.1"].align is None and variants["level"].align == "level"
     r = F.classify_frames(faces, idx, c, 0, "val", boxes, variants)
     found = r["matched"] >= 0
     assert found.sum() >= 5
@@ -107,7 +108,10 @@ def test_classification_is_the_analyzers(faces, models_dir):
     j = int(np.flatnonzero(found)[0])
     frame, _ = F.render(faces[j], c, F.rng_for(0, "val", "default", j))
     by_analyzer = an.analyze(frame)[r["matched"][j]]                      # the same frame, the full photo path
-    np.testing.assert_allclose(by_analyzer.proba, r["proba"]["margin:0.1"][j], atol=1e-6)
+    np.testing.assert_allclose(by_analyzer.proba, r["proba"]["level"][j], atol=1e-6)   # the default crop
+    off = Analyzer("vggbn", models_dir=models_dir, align="off").analyze(frame)[r["matched"][j]]
+    np.testing.assert_allclose(off.proba, r["proba"]["margin:0.1"][j], atol=1e-6)
+    assert not np.allclose(r["proba"]["margin:0.1"][found], r["proba"]["level"][found])  # two different crops
     with pytest.raises(ValueError, match="crop variant"):
         F.variant_predictor(an.predictor, "margin:wide")
 

@@ -189,7 +189,7 @@ def variant_predictor(predictor, spec: str, temperature: float | None = None):
             margin = float(spec.split(":", 1)[1])
         except ValueError:
             raise ValueError(f"bad crop variant {spec!r}; expected {VARIANT_HELP}") from None
-        return FacePredictor(predictor, crop_margin=margin, temperature=temperature)
+        return FacePredictor(predictor, crop_margin=margin, align="off", temperature=temperature)
     if spec in ("box", "level", "eyes"):
         return FacePredictor(predictor, align=spec, temperature=temperature)
     raise ValueError(f"unknown crop variant {spec!r}; expected {VARIANT_HELP} or own")
