@@ -104,7 +104,8 @@ def main(argv=None) -> int:
                     for k in ("found_share", "false_positives_per_image")} for t in report["grid"]}
         objective = {t: R.rescue_objective(mean[t]["found_share"], mean[t]["false_positives_per_image"],
                                            report["empty"][t]["false_positives_per_image"]) for t in report["grid"]}
-        report["splits"][split] = {"n": len(idx), "conditions": per_condition, "objective": objective}
+        report["splits"][split] = {"n": len(idx), "conditions": per_condition, "mean_over_conditions": mean,
+                                   "objective": objective}
 
     # 5. The choice, on val alone (ties: no rescue, then the higher threshold).
     val = report["splits"]["val"]["objective"]
