@@ -1,8 +1,11 @@
 """Time the `fer` PyPI package (FER() defaults: OpenCV Haar cascade + mini-Xception) on saved frames.
 
 Run by experiments/bench_realtime.py with the python of a venv where `fer` is installed (it does not
-import fer_hybrid). Prints one JSON line: fps, p50/p95 per-frame latency of ``detect_emotions`` and the
-mean ``find_faces`` (detection) time from a second pass; classification = total - detection.
+import fer_hybrid). Prints one JSON line of raw ``time.perf_counter()`` stamps: ``t0`` before the timed
+loop, ``started``/``finished`` around each ``detect_emotions`` call, the faces found, and
+``detection_s``, the ``find_faces`` (detection) time per frame from a second pass. bench_realtime turns
+them into FPS and percentiles with the same function as its own runs
+(:func:`fer_hybrid.evaluation.throughput.frame_stats`).
 
     /work/venv-fer/bin/python experiments/_bench_fer_worker.py frames.npy --warmup 10
 """
@@ -33,22 +36,19 @@ def main() -> None:
     detector = FER()
     for f in frames[:args.warmup]:
         detector.detect_emotions(f)
-    per_frame, faces = [], 0
+    started, finished, faces = [], [], 0
+    t0 = time.perf_counter()
     for f in frames[args.warmup:]:
-        t = time.perf_counter()
+        started.append(time.perf_counter())
         faces += len(detector.detect_emotions(f))
-        per_frame.append(time.perf_counter() - t)
-    det = []
+        finished.append(time.perf_counter())
+    detection = []
     for f in frames[args.warmup:]:
         t = time.perf_counter()
         detector.find_faces(f)
-        det.append(time.perf_counter() - t)
-    ms = np.asarray(per_frame) * 1000
-    detection_ms = float(np.mean(det) * 1000)
-    print(json.dumps({"model": "fer", "version": getattr(fer, "__version__", "?"), "fps": len(ms) / (ms.sum() / 1000),
-                      "p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
-                      "mean_ms": float(ms.mean()), "frames": int(len(ms)), "faces_per_frame": faces / len(ms),
-                      "detection_ms": detection_ms, "classification_ms": max(0.0, float(ms.mean()) - detection_ms)}))
+        detection.append(time.perf_counter() - t)
+    print(json.dumps({"model": "fer", "version": getattr(fer, "__version__", "?"), "t0": t0, "started": started,
+                      "finished": finished, "faces": faces, "detection_s": detection}))
 
 
 if __name__ == "__main__":

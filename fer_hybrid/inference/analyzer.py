@@ -310,9 +310,11 @@ def stream(session: VideoSession, frames: Iterable, pipeline: bool = True, depth
     return Prefetch(located, depth, name="fer_hybrid-stage-a")
 
 
-def run_frames(session: VideoSession, frames: Iterable, pipeline: bool = True) -> Iterator[tuple[object, list[Face]]]:
-    """``(frame, faces)`` for each frame in order: the one loop behind the CLI, benchmarks and analyses."""
-    with contextlib.closing(stream(session, frames, pipeline)) as located:
+def run_frames(session: VideoSession, frames: Iterable, pipeline: bool = True,
+               depth: int = PIPELINE_DEPTH) -> Iterator[tuple[object, list[Face]]]:
+    """``(frame, faces)`` for each frame in order: the one loop behind the CLI, benchmarks and analyses
+    (``depth``: frames located ahead when pipelined)."""
+    with contextlib.closing(stream(session, frames, pipeline, depth)) as located:
         for frame, loc in located:
             yield frame, session.classify(frame.image, loc)
 
