@@ -4,7 +4,7 @@
     python experiments/cnn_tta.py --model baseline --policies none flip flip-shift
     python experiments/cnn_tta.py --model vggbn --pause-pid-file /tmp/fer_training.pid   # clean timing
 
-Method
+Method (library: fer_hybrid.evaluation.tta_choice, fer_hybrid.cnn.tta)
 1. Data. FER2013 restricted to the five study emotions: train = Training, val = PublicTest,
    test = PrivateTest.
 2. Model. The shipped Keras model ``models/<model>.keras`` as trained (no retraining here). It takes raw
@@ -24,21 +24,14 @@ Method
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORTS = ROOT / "experiments" / "reports"
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "fer2013" / "fer2013_images.tar.gz"
-EXIT_BAD_INPUT = 2
-
-
-class UsageError(Exception):
-    """Bad command-line input (unknown model/policy, missing artifact or data): one line, exit 2."""
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -57,150 +50,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-# ---------------------------------------------------------------------------------------------
-# Steps
-# ---------------------------------------------------------------------------------------------
-def load_data(source):
-    from fer_hybrid.data import DataError, load_fer2013
-
-    if source is None and not os.environ.get("FER2013_PATH") and DEFAULT_DATA.exists():
-        source = DEFAULT_DATA
-    try:
-        return load_fer2013(source)
-    except (FileNotFoundError, DataError) as e:
-        raise UsageError(str(e)) from None
-
-
-def cnn_artifact(name: str, models_root):
-    """(artifact path, registry spec) of a shipped Keras CNN; UsageError for a non-Keras or missing model."""
-    from fer_hybrid.artifacts import models_dir
-    from fer_hybrid.predictors import model_spec
-
-    try:
-        spec = model_spec(name)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    if spec.kind not in ("cnn", "baseline") or not spec.artifact.endswith(".keras"):
-        raise UsageError(f"model {name!r} is a {spec.kind} model; TTA applies to the Keras CNNs")
-    path = Path(models_root or models_dir()) / spec.artifact
-    if not path.exists():
-        raise UsageError(f"model {name!r} has no artifact at {path}; train it with `{spec.train_command}`")
-    return path, spec
-
-
-def load_cnn(path):
-    from fer_hybrid.predictors import ArtifactError, load_keras_model
-
-    try:
-        return load_keras_model(path)
-    except ArtifactError as e:
-        raise UsageError(str(e)) from None
-
-
-def compare_on_val(predict_fn, data, policies, batch_size):
-    """[{policy, views, accuracy, macro_f1, metrics}] on val, in the given order (each distinct view predicted once)."""
-    from fer_hybrid.cnn.tta import policy_proba, tta_policy
-    from fer_hybrid.evaluate import metrics_from_proba
-
-    probas = policy_proba(predict_fn, data.val.x, policies, batch_size, progress=True)
-    rows = []
-    for policy in policies:
-        m = metrics_from_proba(data.val.y, probas[policy], data.classes)
-        rows.append({"policy": policy, "views": len(tta_policy(policy)), "accuracy": m["accuracy"],
-                     "macro_f1": m["macro_f1"], "metrics": m})
-    return rows
-
-
-def evaluate_policy(predict_fn, data, policy, splits, batch_size):
-    """{split: metrics} of one policy; a split left out (train, optional) gets null scores."""
-    from fer_hybrid.cnn.tta import predict_tta
-    from fer_hybrid.evaluate import metrics_from_proba
-
-    out = {}
-    for s in ("train", "test"):
-        split = data.split(s)
-        if s in splits:
-            out[s] = metrics_from_proba(split.y, predict_tta(predict_fn, split.x, policy, batch_size), data.classes)
-        else:
-            out[s] = {"n": len(split), "accuracy": None, "macro_f1": None,
-                      "note": "not evaluated with TTA (pass --train)"}
-    return out
-
-
-def choose(rows):
-    """The row with the best val accuracy; ties go to fewer views, then to the earlier policy."""
-    return min(enumerate(rows), key=lambda ir: (-ir[1]["accuracy"], ir[1]["views"], ir[0]))[1]
-
-
-@contextlib.contextmanager
-def paused(pid_file):
-    """SIGSTOP the process named in ``pid_file`` (if given and present) for the block; SIGCONT always."""
-    pid = None
-    if pid_file and Path(pid_file).exists():
-        try:
-            pid = int(Path(pid_file).read_text().split()[0])
-            os.kill(pid, signal.SIGSTOP)
-        except (ValueError, IndexError, ProcessLookupError, PermissionError) as e:
-            print(f"warning: not pausing pid from {pid_file}: {e}", file=sys.stderr)
-            pid = None
-    try:
-        yield pid
-    finally:
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
-
-
-def time_policies(model, name, policies, face, pid_file):
-    """{policy: batch-1 ms per face} through TTAPredictor (compiled tf.function), others paused."""
-    from fer_hybrid.cnn.tta import TTAPredictor
-    from fer_hybrid.evaluate import ms_per_face
-
-    predictors = {p: TTAPredictor(model, name, p) for p in policies}
-    for pred in predictors.values():  # trace outside the paused window
-        pred.predict_proba(face)
-    with paused(pid_file):
-        return {p: ms_per_face(pred.predict_proba, face) for p, pred in predictors.items()}
-
-
-def save_val_png(rows, chosen, path, title):
-    from fer_hybrid.reports import pyplot, save_figure
-
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    names = [f"{r['policy']}\n({r['views']})" for r in rows]
-    acc = [r["accuracy"] for r in rows]
-    bars = ax.bar(names, acc, color=["tab:orange" if r is chosen else "tab:blue" for r in rows])
-    ax.bar_label(bars, labels=[f"{a:.4f}" for a in acc], fontsize=8)
-    lo = min(acc)
-    ax.set_ylim(max(0.0, lo - 0.02), min(1.0, max(acc) + 0.01))
-    ax.set_ylabel("val accuracy")
-    ax.set_title(title)
-    fig.tight_layout()
-    return save_figure(fig, path)
-
-
-def base_report_fields(reports_dir, name, artifact):
-    """Training facts (backbone, image size, epochs, seconds/epoch) from the model's own report, if that
-    report describes this very file (same sha256); else ({}, None)."""
-    from fer_hybrid.evaluate import file_sha256
-    from fer_hybrid.reports import ReportError, read_report
-
-    path = Path(reports_dir) / name / "report.json"
-    try:
-        base = read_report(path)
-    except (ReportError, OSError):
-        return {}, None
-    if (base.get("artifact") or {}).get("sha256") != file_sha256(artifact):
-        return {}, None
-    keep = ("backbone", "image_size", "epochs", "best_epoch", "seconds_per_epoch")
-    shown = path.resolve().relative_to(ROOT).as_posix() if path.resolve().is_relative_to(ROOT) else str(path)
-    return {k: base.get(k) for k in keep}, shown
-
-
-# ---------------------------------------------------------------------------------------------
-# Method
-# ---------------------------------------------------------------------------------------------
 def run(args) -> Path:
     from fer_hybrid.keras_io import configure_tensorflow_threads
 
@@ -208,82 +57,66 @@ def run(args) -> Path:
 
     from fer_hybrid import reports
     from fer_hybrid.artifacts import read_manifest
-    from fer_hybrid.cnn.tta import TTA_DESCRIPTIONS, keras_predict_fn, list_tta, tta_policy
+    from fer_hybrid.cnn.tta import keras_predict_fn, list_tta
+    from fer_hybrid.data import load_fer2013
     from fer_hybrid.evaluate import command_line
+    from fer_hybrid.evaluation import tta_choice as tc
+    from fer_hybrid.keras_io import load_keras_model
 
-    policies = args.policies or list_tta()
     if args.batch_size < 1:
-        raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
-    try:
-        for p in policies:
-            tta_policy(p)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    artifact, spec = cnn_artifact(args.model, args.models)
-    name = f"{args.model}-tta"
+        raise tc.TTAInputError(f"--batch-size must be >= 1, got {args.batch_size}")
+    policies = tc.checked_policies(args.policies or list_tta())
+    artifact, spec = tc.keras_cnn_artifact(args.model, args.models)
 
     # 1-2. Data and the shipped model, through one compiled function (float32 (m, 48, 48, 1) -> (m, 5)).
-    data = load_data(args.data)
-    model = load_cnn(artifact)
+    data = load_fer2013(args.data or os.environ.get("FER2013_PATH") or DEFAULT_DATA)
+    model = load_keras_model(artifact)
     predict_fn = keras_predict_fn(model)
 
     # 3-4. Every policy on val; the best by val accuracy is chosen. Test is untouched so far.
-    rows = compare_on_val(predict_fn, data, policies, args.batch_size)
-    best = choose(rows)
+    rows = tc.compare_policies(predict_fn, data.val, policies, data.classes, args.batch_size, progress=True)
+    best = tc.choose_policy(rows)
     policy = best["policy"]
-    for r in rows:
-        print(f"val {r['policy']:<12} views {r['views']:>2}  acc {r['accuracy']:.4f}  macro-F1 {r['macro_f1']:.4f}"
-              + ("  <- chosen" if r is best else ""))
+    print("\n".join(tc.val_lines(rows, best)))
 
     # 4'. The chosen policy on test (evaluated once, here), and on train with --train (overfitting gap).
-    metrics = evaluate_policy(predict_fn, data, policy, ("train", "test") if args.train else ("test",),
-                              args.batch_size)
-    metrics = {"train": metrics["train"], "val": best["metrics"], "test": metrics["test"]}
+    metrics = tc.chosen_metrics(predict_fn, data, best, train=args.train, batch_size=args.batch_size)
 
     # 5. Batch-1 latency of the chosen policy (and of no TTA for reference).
-    timed = {} if args.no_timing else time_policies(model, args.model, list(dict.fromkeys(["none", policy])),
-                                                     data.test.x[:1], args.pause_pid_file)
+    timed = {} if args.no_timing else tc.time_policies(model, args.model, ["none", policy], data.test.x[:1],
+                                                       args.pause_pid_file)
 
     # 6. Report.
-    out_dir = Path(args.reports) / name
+    out_dir = Path(args.reports) / f"{args.model}-tta"
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_val_png(rows, best, out_dir / "val_policies.png", f"{args.model}: val accuracy by TTA policy (views)")
+    tc.save_policies_png(rows, best, out_dir / "val_policies.png", f"{args.model}: val accuracy by TTA policy (views)")
     weights = read_manifest(args.models).get("models", {}).get(args.model, {}).get("weights")
-    trained, base_report = base_report_fields(args.reports, args.model, artifact)
-    table = "; ".join(f"{r['policy']} ({r['views']} view{'s' * (r['views'] > 1)}) {r['accuracy']:.4f} / "
-                      f"{r['macro_f1']:.4f}" for r in rows)
-    notes = (f"test-time augmentation of the shipped {args.model} model (no retraining); "
-             + ("trained from random initialisation (weights=None), no pretrained weights are available offline; "
-                if weights is None else f"initial weights: {weights}; ")
-             + f"policy {policy!r} = {TTA_DESCRIPTIONS.get(policy, '')}, chosen by val accuracy (ties: fewer views) "
-             f"among: {table} (val accuracy / macro-F1); test was evaluated only for the chosen policy"
-             + ("" if args.train else "; train not evaluated with TTA (null)") + "; "
-             + ("epochs and seconds per epoch are those of the base model's training run"
-                if trained else "the base model's training report was not found"))
+    trained, base_report = tc.base_model_facts(Path(args.reports) / args.model / "report.json", artifact, ROOT)
     report = reports.make_report(
-        name=name, kind=spec.kind, weights=weights, metrics=metrics, command=command_line(),
+        name=out_dir.name, kind=spec.kind, weights=weights, metrics=metrics, command=command_line(),
         ms_per_face=timed.get(policy), params=int(model.count_params()),
-        artifact=reports.artifact_info(artifact, ROOT),
-        data={"source": Path(data.source).name, "sha256": data.sha256},
-        **trained, base_model=args.model, base_report=base_report, tta=policy,
-        tta_views=len(tta_policy(policy)), tta_selection="best val accuracy; ties -> fewer views",
-        tta_val=[{k: r[k] for k in ("policy", "views", "accuracy", "macro_f1")} for r in rows],
+        artifact=reports.artifact_info(artifact, ROOT), data={"source": Path(data.source).name, "sha256": data.sha256},
+        **trained, base_model=args.model, base_report=base_report, **tc.report_fields(rows, best),
         ms_per_face_by_policy=timed or None, tf_intra_op_threads=args.tf_threads,
-        notes=notes, figures=["val_policies.png"])
+        notes=tc.report_notes(args.model, weights, rows, best, train=args.train, base_found=bool(trained)),
+        figures=["val_policies.png"])
     path = reports.write_report(report, out_dir)
-    print(json.dumps({"name": name, "policy": policy, "val_accuracy": best["accuracy"],
+    print(json.dumps({"name": out_dir.name, "policy": policy, "val_accuracy": best["accuracy"],
                       "test_accuracy": metrics["test"]["accuracy"], "test_macro_f1": metrics["test"]["macro_f1"],
                       "ms_per_face": timed.get(policy), "report": str(path)}))
     return path
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    from fer_hybrid.data import DataError
+    from fer_hybrid.errors import ArtifactError
+    from fer_hybrid.evaluation.tta_choice import TTAInputError
+
     try:
-        run(args)
-    except UsageError as e:
+        run(parse_args(argv))
+    except (TTAInputError, ArtifactError, DataError, FileNotFoundError) as e:  # bad input, missing file or data
         print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return 2
     return 0
 
 

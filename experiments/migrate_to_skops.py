@@ -13,7 +13,8 @@
    networks = the TTA their recorded metrics were measured with, ms_per_face from each report), new
    sha256/sizes, and the two registered but unshipped backbones (resnet50, vgg16).
 
-Idempotent: a folder already migrated is only re-checked. Then run ``python -m fer_hybrid.verify``.
+Idempotent: a folder already migrated is only re-checked (registry fields an entry already has, e.g. of
+models added since, are kept). Then run ``python -m fer_hybrid.verify``.
 """
 from __future__ import annotations
 
@@ -97,7 +98,7 @@ def migrate_hybrid(path: Path, landmarks: Path) -> Path:
 
 
 def migrate_manifest(root: Path) -> None:
-    from fer_hybrid.artifacts import MANIFEST, infer_loader, report_tta, write_manifest
+    from fer_hybrid.artifacts import MANIFEST, entry_kind, entry_loader, report_tta, write_manifest
     from fer_hybrid.safe_io import file_sha256
 
     manifest = json.loads((root / MANIFEST).read_text())
@@ -106,12 +107,13 @@ def migrate_manifest(root: Path) -> None:
         report = json.loads((ROOT / "experiments" / "reports" / name / "report.json").read_text())
         models.setdefault(name, {"file": f"{name}.keras", "train_command": report["command"] + " --ship",
                                  "report": f"experiments/reports/{name}/report.json"})
-    for name, e in models.items():
-        kind, description = REGISTRY[name]
+    for name, e in models.items():  # registry fields an entry already has are kept (a re-run changes nothing)
+        kind, description = REGISTRY.get(name, (None, ""))
         report = json.loads((ROOT / e["report"]).read_text()) if e.get("report") else {}
-        loader = infer_loader(e["file"])
-        e.update(kind=kind, loader=loader, description=description,
-                 train_command=e.get("command") or e.get("train_command"))
+        loader = entry_loader(e)
+        e.update(kind=e.get("kind") or kind or entry_kind(e), loader=loader,
+                 description=e.get("description") or description,
+                 train_command=e.get("train_command") or e.get("command"))
         if loader == "keras":
             e["tta"] = report_tta(report)
         e["ms_per_face"] = report.get("ms_per_face")

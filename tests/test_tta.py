@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fer_hybrid.cnn.tta import View, list_tta, policy_proba, predict_tta, tta_policy, tta_views, view_proba
+from fer_hybrid.evaluation.tta_choice import choose_policy
 from fer_hybrid.reports import REQUIRED_KEYS, read_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -206,7 +205,7 @@ def test_script_writes_a_report_choosing_on_val(tiny_model, sample_tar, tmp_path
     assert report["name"] == "baseline-tta" and report["kind"] == "baseline" and report["ms_per_face"] is None
     table = {r["policy"]: r["accuracy"] for r in report["tta_val"]}
     assert set(table) == {"none", "flip", "flip-shift"}
-    assert report["tta"] == mod.choose(report["tta_val"])["policy"]
+    assert report["tta"] == choose_policy(report["tta_val"])["policy"]
     assert table[report["tta"]] == max(table.values()) == report["metrics"]["val"]["accuracy"]
     assert report["metrics"]["test"]["n"] == 10 and report["metrics"]["train"]["n"] == 25
     assert {"confusion.png", "val_policies.png"} <= {p.name for p in out.iterdir()}
@@ -227,13 +226,6 @@ def test_script_without_train_flag_leaves_train_scores_null(tiny_model, sample_t
     assert report["metrics"]["test"]["accuracy"] is not None
 
 
-def test_choose_breaks_ties_by_fewer_views():
-    mod = _cnn_tta_module()
-    rows = [{"policy": "flip-mix", "views": 18, "accuracy": 0.7}, {"policy": "flip", "views": 2, "accuracy": 0.7},
-            {"policy": "none", "views": 1, "accuracy": 0.6}]
-    assert mod.choose(rows)["policy"] == "flip"
-
-
 @pytest.mark.parametrize("argv, message", [
     (["--model", "nope"], "unknown model 'nope'; valid models: "),
     (["--model", "landmarks"], "is a landmarks model; TTA applies to the Keras CNNs"),
@@ -250,29 +242,3 @@ def test_missing_artifact_names_the_training_command(tmp_path, capsys):
     assert _cnn_tta_module().main(["--model", "vggbn", "--models", str(tmp_path)]) == 2
     assert "python experiments/cnn_transfer.py --backbone vggbn" in capsys.readouterr().err
 
-
-def _wait_state(pid: int, states: str, timeout: float = 2.0) -> str:
-    """The process's /proc state letter once it is one of ``states`` (signals arrive asynchronously)."""
-    end = time.monotonic() + timeout
-    while True:
-        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
-        if state in states or time.monotonic() > end:
-            return state
-        time.sleep(0.01)
-
-
-def test_paused_stops_and_always_continues_the_process(tmp_path):
-    mod = _cnn_tta_module()
-    proc = subprocess.Popen(["sleep", "30"])
-    try:
-        (tmp_path / "pid").write_text(f"{proc.pid}\n")
-        with pytest.raises(RuntimeError):
-            with mod.paused(tmp_path / "pid") as pid:
-                assert pid == proc.pid and _wait_state(proc.pid, "T") == "T"
-                raise RuntimeError("failure while timing")
-        assert _wait_state(proc.pid, "SR") in ("S", "R")
-        with mod.paused(tmp_path / "absent") as pid:
-            assert pid is None
-    finally:
-        proc.kill()
-        proc.wait()
