@@ -1,0 +1,72 @@
+"""Ship a trained, reported checkpoint under a registry name (e.g. a distilled VGGFace as ``vggface``).
+
+    python experiments/ship_checkpoint.py --report vggface-kd --as vggface
+
+Method.
+1. The report (experiments/reports/REPORT/report.json) names the checkpoint it evaluated and its sha256; the
+   checkpoint must be that exact file (else exit 2: the report would not describe what ships).
+2. Choice on val: it replaces the model registered as ``--as`` only if its val accuracy as run is higher than
+   the registered model's (else exit 1, nothing changes). Test is reported, never compared.
+3. The file goes to models/AS.keras (atomic copy) and the manifest entry AS is rewritten from the report
+   (metrics, command, TTA as run, ms/face), keeping the entry's description unless ``--description`` is given.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from fer_hybrid import _atomic, artifacts  # noqa: E402
+from fer_hybrid.safe_io import file_sha256  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--report", required=True, help="report name under experiments/reports/")
+    ap.add_argument("--as", dest="name", required=True, help="registry name to ship under")
+    ap.add_argument("--description", default=None)
+    args = ap.parse_args(argv)
+
+    # 1. The report and the exact file it evaluated.
+    report_path = ROOT / "experiments" / "reports" / args.report / "report.json"
+    if not report_path.exists():
+        print(f"error: no report {report_path}", file=sys.stderr)
+        return 2
+    report = json.loads(report_path.read_text())
+    checkpoint = ROOT / report["artifact"]["path"]
+    if not checkpoint.exists() or file_sha256(checkpoint) != report["artifact"]["sha256"]:
+        print(f"error: {checkpoint} is missing or not the file the report evaluated (sha256 differs)", file=sys.stderr)
+        return 2
+
+    # 2. Choice on val against what is registered under that name.
+    old = artifacts.read_manifest()["models"].get(args.name, {})
+    old_val = old.get("metrics", {}).get("val", {}).get("accuracy")
+    new_val = report["metrics"]["val"]["accuracy"]
+    if old_val is not None and new_val <= old_val:
+        print(f"not shipped: val {new_val:.4f} does not beat the registered {args.name} ({old_val:.4f})")
+        return 1
+
+    # 3. Ship: the file and the manifest entry, from the report.
+    target = artifacts.models_dir() / f"{args.name}.keras"
+    with _atomic.atomic_path(target, suffix=".keras") as tmp:
+        shutil.copyfile(checkpoint, tmp)
+    metrics = {s: {k: m[k] for k in ("accuracy", "macro_f1", "n")} for s, m in report["metrics"].items()
+               if m.get("accuracy") is not None}
+    weights = report.get("weights")
+    if weights == f"models/{args.name}.keras" and old:   # warm-started from the file it replaces: say which one
+        weights = f"{weights} as made by `{old.get('command')}` ({old.get('report')})"
+    artifacts.update_manifest(args.name, target, command=report["command"], data=report["data"],
+                              weights=weights, metrics=metrics,
+                              report=str(report_path.relative_to(ROOT)), description=args.description)
+    print(json.dumps({"shipped": args.name, "file": str(target), "val": new_val, "was": old_val,
+                      "test": report["metrics"]["test"]["accuracy"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
