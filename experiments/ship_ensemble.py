@@ -5,8 +5,9 @@
 Method: the ensemble report written by ``experiments/hybrid.py --cnn-ensemble ...`` (members and weights by
 greedy selection on val, TTA policy chosen on val) carries its descriptor (``ensemble.json`` beside the
 report). This script copies that descriptor to ``models/ensemble/ensemble.json`` with the CNN files relative
-to the models folder, checks every member against the manifest's sha256, and records the model in the
-manifest with the report's metrics (the accuracy of exactly this descriptor, as the registry runs it).
+to the models folder (:func:`fer_hybrid.hybrid.ship_cnn_ensemble`, which checks every member against the
+sha256 it was evaluated with: exit 1 naming a changed or missing file), and records the model in the manifest
+with the report's metrics (the accuracy of exactly this descriptor, as the registry runs it).
 Nothing is re-fitted; ``python -m fer_hybrid.verify --models ensemble`` re-evaluates it.
 """
 from __future__ import annotations
@@ -25,27 +26,21 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--report", type=Path, default=REPORT)
     args = ap.parse_args(argv)
-    from fer_hybrid import _atomic, artifacts
+    from fer_hybrid import artifacts
+    from fer_hybrid.errors import ArtifactError
     from fer_hybrid.evaluate import command_line
-    from fer_hybrid.hybrid import validate_ensemble_descriptor
-    from fer_hybrid.safe_io import file_sha256
+    from fer_hybrid.hybrid import ship_cnn_ensemble
 
-    # 1. The chosen ensemble: its report and descriptor.
+    # 1. The chosen ensemble: its report (the descriptor it evaluated sits beside it).
     report = json.loads(args.report.read_text())
-    desc = json.loads((args.report.parent / "ensemble.json").read_text())
-    models = artifacts.models_dir()
-    # 2. Its members must be the shipped files it was evaluated with.
-    for f, sha in zip(desc["cnn"]["files"], desc["cnn"]["sha256"]):
-        if file_sha256(models / f) != sha:
-            print(f"error: {f} changed since the ensemble was evaluated; re-run experiments/hybrid.py", file=sys.stderr)
-            return 1
-    # 3. The shipped descriptor: files relative to models/, only the tta field (no legacy flip_tta).
-    desc["models_root"] = ".."
-    desc["cnn"].pop("flip_tta", None)
-    path = models / "ensemble" / "ensemble.json"
-    validate_ensemble_descriptor(desc, path)
-    _atomic.write_text(path, json.dumps(desc, indent=2) + "\n")
-    # 4. The manifest entry: what the registry loads, with the report's accuracy of exactly that.
+    # 2. The shipped descriptor, its members checked to be the files it was evaluated with.
+    try:
+        path = ship_cnn_ensemble(args.report.parent / "ensemble.json", artifacts.models_dir())
+    except ArtifactError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    desc = json.loads(path.read_text())
+    # 3. The manifest entry: what the registry loads, with the report's accuracy of exactly that.
     rel = args.report.resolve().relative_to(ROOT).as_posix()
     artifacts.update_manifest(
         "ensemble", path, command=command_line(), data=report["data"], weights=None,

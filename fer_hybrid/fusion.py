@@ -16,7 +16,9 @@ Three fusers, all sklearn-like (constructor stores params, ``fit`` returns self)
 
 Inputs are a dict with the keys in the fuser's ``inputs``: ``cnn_proba`` (n, k), ``lm_proba`` (n, k),
 ``cnn_embedding`` (n, d), ``lm_features`` (n, f). :func:`with_fallback` replaces the NaN rows by the CNN's
-own probabilities and returns which rows fell back.
+own probabilities and returns which rows fell back. :func:`fit_all` fits every variant, :func:`choose` keeps the
+best by val accuracy (each fuser's ``selection_note`` says what that accuracy is) and :func:`head_params` counts
+a head's fitted parameters.
 """
 from __future__ import annotations
 
@@ -64,6 +66,7 @@ class LateFusion:
 
     method = "late"
     inputs = ("cnn_proba", "lm_proba")
+    selection_note = "val accuracy at the weight chosen on val"  # what val_accuracy_ measures
 
     def __init__(self, weight: float | None = None, grid: Sequence[float] | None = None):
         self.weight = weight
@@ -114,6 +117,10 @@ class StackingFusion:
         self.Cs = Cs
         self.cv = cv
         self.random_state = random_state
+
+    @property
+    def selection_note(self) -> str:
+        return f"out-of-fold ({self.cv}-fold CV inside val)"
 
     def _design(self, X: Mapping[str, np.ndarray]) -> np.ndarray:
         return np.concatenate([np.log(np.clip(np.asarray(X[k], np.float64), EPS, 1.0)) for k in self.inputs], axis=1)
@@ -175,6 +182,7 @@ class FeatureFusion:
 
     method = "feature"
     inputs = ("cnn_embedding", "lm_features")
+    selection_note = "val accuracy of the head trained on train"
 
     def __init__(self, head: str = "logreg", grid: Sequence | None = None, n_jobs: int = 2, random_state: int = 0):
         self.head = head
@@ -300,6 +308,29 @@ def ensemble_selection(probas: Sequence[np.ndarray], y: np.ndarray, rounds: int 
     return counts / counts.sum()
 
 
+def fit_all(X: Mapping[str, np.ndarray], y: np.ndarray, X_val: Mapping[str, np.ndarray], y_val: np.ndarray,
+            heads: Sequence[str] = ("logreg", "hgb"), n_jobs: int = 2, progress: bool = False) -> dict[str, object]:
+    """{variant: fitted fuser} for every fusion: ``"late"`` and ``"stacking"`` fit on val (``X_val``, ``y_val``),
+    then ``"feature-<head>"`` for each of ``heads``, trained on (``X``, ``y``) with settings chosen on val. Each
+    fuser's ``val_accuracy_`` is what :func:`choose` compares (stacking: out-of-fold inside val)."""
+    out = {"late": LateFusion().fit(X_val, y_val), "stacking": StackingFusion().fit(X_val, y_val)}
+    for head in heads:
+        out[f"feature-{head}"] = FeatureFusion(head=head, n_jobs=n_jobs).fit(X, y, X_val, y_val, progress=progress)
+    return out
+
+
 def choose(fusers: Sequence) -> object:
     """The fitted fuser with the highest ``val_accuracy_`` (first wins ties)."""
     return max(fusers, key=lambda f: f.val_accuracy_)
+
+
+def head_params(fuser) -> int:
+    """Fitted parameters of a fuser's head: 1 (late fusion's weight), coefficients + intercepts of a logistic
+    regression (stacking, feature-logreg), or the leaves of a HistGradientBoosting head (feature-hgb)."""
+    model = getattr(fuser, "model_", None)
+    if model is None:
+        return 1
+    est = model.steps[-1][1] if hasattr(model, "steps") else model
+    if hasattr(est, "coef_"):
+        return int(est.coef_.size + est.intercept_.size)
+    return int(sum(t.get_n_leaf_nodes() for ts in getattr(est, "_predictors", []) for t in ts))

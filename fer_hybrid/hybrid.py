@@ -5,7 +5,9 @@ Pieces (fusion math lives in :mod:`fer_hybrid.fusion`):
 - :class:`CNNEnsemblePredictor`: one or more ``.keras`` CNNs averaged, optionally over the views of a
   test-time augmentation policy (``tta``). ``predict(faces) -> (proba (n, k), embedding (n, d))``; the embedding is each member's
   penultimate activation (:func:`embedding_layer_name`: the layer named ``head_relu`` for ``vggbn``, else
-  the layer feeding ``predictions``, else the one before the last layer), concatenated over members.
+  the layer feeding ``predictions``, else the one before the last layer; inside a network wrapped by
+  :func:`fer_hybrid.cnn.export.with_flip_tta`, averaged over its calls), concatenated over members.
+  ``predict_policies(faces, policies)`` gives the same under several TTA policies, each distinct view once.
 - :class:`HybridPredictor`: the registry predictor. ``predict_proba(faces) -> float32 (n, 5)``; rows
   whose face has no landmarks fall back to the CNN alone and are flagged in ``last_fallback`` (bool (n,)).
   ``predict_frame(frame, boxes)`` / ``predict_proba_frame`` hand the landmarks to the landmark predictor's
@@ -14,7 +16,8 @@ Pieces (fusion math lives in :mod:`fer_hybrid.fusion`):
 Saved as a JSON descriptor (``models/hybrid/hybrid.json``) naming the CNN file(s) and the landmark model
 *relative to the models folder* with their sha256, the fusion parameters and, for a learned head, a
 ``.skops`` file beside it (:mod:`fer_hybrid.safe_io`: no pickle). :func:`validate_hybrid_descriptor` and
-:func:`validate_ensemble_descriptor` check a descriptor's fields before anything is loaded:
+:func:`validate_ensemble_descriptor` check a descriptor's fields before anything is loaded;
+:func:`ship_cnn_ensemble` copies an evaluated ensemble's descriptor into the models folder:
 
 >>> p = load_predictor("hybrid")                    # or load_hybrid_predictor(Path("models/hybrid/hybrid.json"))
 >>> p.predict_proba(faces), p.last_fallback
@@ -50,7 +53,11 @@ SIZE = 48
 # ---------------------------------------------------------------------------------------------
 def embedding_layer_name(model, preferred: str = EMBEDDING_LAYER) -> str:
     """Name of the penultimate feature layer: ``preferred`` if present, else the layer feeding
-    ``predictions``, else the layer before the output layer."""
+    ``predictions``, else the layer before the output layer. When that layer is itself a network (one wrapped
+    in another graph, e.g. by :func:`fer_hybrid.cnn.export.with_flip_tta`), the name is ``"<network>/<its
+    embedding layer>"`` (found by these same rules inside it)."""
+    import keras
+
     names = [layer.name for layer in model.layers]
     if preferred in names:
         return preferred
@@ -59,7 +66,27 @@ def embedding_layer_name(model, preferred: str = EMBEDDING_LAYER) -> str:
         return inbound[0]._keras_history[0].name
     if len(names) < 2:
         raise ValueError(f"model {model.name!r} has no layer before its output")
+    if isinstance(model.layers[-2], keras.Model):
+        return f"{names[-2]}/{embedding_layer_name(model.layers[-2], preferred)}"
     return names[-2]
+
+
+def embedding_output(model, layer: str):
+    """The symbolic embedding of ``model`` on its own inputs for a name of :func:`embedding_layer_name`: the
+    layer's output, or for ``"<network>/<layer>"`` the wrapped network's embedding at every place ``model``
+    calls it (with_flip_tta: the face and its mirror), averaged like the network's outputs."""
+    import keras
+
+    head, _, rest = layer.partition("/")
+    if not rest:
+        return model.get_layer(head).output
+    inner = model.get_layer(head)
+    sub = keras.Model(inner.inputs, embedding_output(inner, rest))
+    in_graph = {id(n) for nodes in model._nodes_by_depth.values() for n in nodes}
+    calls = [sub(n.input_tensors[0]) for n in inner._inbound_nodes if id(n) in in_graph]
+    if not calls:
+        raise ValueError(f"model {model.name!r} never calls its layer {head!r}")
+    return calls[0] if len(calls) == 1 else keras.layers.Average()(calls)
 
 
 class _Member:
@@ -71,7 +98,7 @@ class _Member:
 
         self.model = model
         self.layer = layer or embedding_layer_name(model)
-        emb = model.get_layer(self.layer).output
+        emb = embedding_output(model, self.layer)
         two = keras.Model(model.inputs, [model.outputs[0], keras.layers.Flatten()(emb) if len(emb.shape) > 2 else emb])
         _, h, w, c = model.input_shape
         self.input_hw = (int(h), int(w))
@@ -173,6 +200,27 @@ class CNNEnsemblePredictor:
             probas.append(p_sum / len(self.views))
             embs.append(np.concatenate(e_parts, axis=1))
         return np.concatenate(probas), np.concatenate(embs)
+
+    def predict_policies(self, faces, policies: Sequence[str],
+                         progress: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """{policy: (float64 (n, k) probabilities, float32 (n, d) embeddings)} under each TTA policy of
+        :mod:`fer_hybrid.cnn.tta` (not this ensemble's own ``tta``): members weighted and embeddings concatenated
+        as in :meth:`predict`, every distinct view of every member predicted once (:func:`policy_proba`,
+        ``batch_size`` faces at a time)."""
+        from .cnn.tta import policy_proba
+
+        k, n = len(self.classes), len(faces)
+        out = {p: (np.zeros((n, k)), []) for p in policies}
+        for m, w in zip(self.members, self.weights):
+            if n == 0:
+                joint = {p: np.zeros((0, k + m.embedding_dim), np.float32) for p in policies}
+            else:  # probabilities and embedding side by side: one "probability" row per view for policy_proba
+                joint = policy_proba(lambda v, m=m: np.concatenate(m(v[..., None]), axis=1),
+                                     to_gray_faces(faces, m.input_hw), policies, self.batch_size, progress)
+            for p, both in joint.items():
+                out[p][0][:] += w * both[:, :k].astype(np.float64)
+                out[p][1].append(both[:, k:])
+        return {p: (proba, np.concatenate(embs, axis=1)) for p, (proba, embs) in out.items()}
 
     def predict_proba(self, faces) -> np.ndarray:
         return self.predict(faces)[0].astype(np.float32)
@@ -359,6 +407,24 @@ def save_cnn_ensemble(cnn: CNNEnsemblePredictor, path: str | Path, models_root: 
     desc = {"format": ENSEMBLE_FORMAT, "format_version": FORMAT_VERSION, "classes": list(cnn.classes),
             "models_root": os.path.relpath(root.resolve(), path.parent.resolve()),
             "cnn": cnn.config(root, path.parent), **(extra or {})}
+    _atomic.write_text(path, json.dumps(desc, indent=2) + "\n")
+    return path
+
+
+def ship_cnn_ensemble(descriptor: str | Path, models_root: str | Path, name: str = "ensemble") -> Path:
+    """Copy the CNN-ensemble descriptor ``descriptor`` (:func:`save_cnn_ensemble`, e.g. beside an experiment's
+    report) to ``models_root/<name>/ensemble.json``, its CNN files named relative to ``models_root`` and only the
+    ``tta`` field (a legacy ``flip_tta`` is dropped). ArtifactError when a member in ``models_root`` is missing or
+    not the file (sha256) the ensemble was evaluated with. Returns the written path."""
+    src, root = Path(descriptor), Path(models_root)
+    desc = _atomic.read_json(src, ArtifactError, "descriptor")
+    if isinstance(desc, dict) and isinstance(desc.get("cnn"), dict):
+        desc["cnn"].pop("flip_tta", None)
+    validate_ensemble_descriptor(desc, src)
+    for f, sha in zip(desc["cnn"]["files"], desc["cnn"]["sha256"]):
+        _checked(root / f, sha, src, "CNN file", True, "re-run experiments/hybrid.py")
+    path = root / name / "ensemble.json"
+    desc["models_root"] = os.path.relpath(root.resolve(), path.parent.resolve())
     _atomic.write_text(path, json.dumps(desc, indent=2) + "\n")
     return path
 

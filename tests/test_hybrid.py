@@ -239,6 +239,33 @@ def test_cnn_ensemble_weights_are_applied_saved_and_validated(tiny_keras, sample
             CNNEnsemblePredictor([tiny_keras, tiny_keras], weights=bad)
 
 
+
+def test_a_cnn_saved_with_flip_tta_in_its_graph_gives_the_embedding_of_both_views(sample_data, tmp_path):
+    """A network wrapped by with_flip_tta (input -> [net, mirror -> net] -> average) loads as a member: its
+    probabilities are the wrapped graph's and its embedding is the inner head_relu averaged over the face and
+    its mirror, i.e. exactly what the plain network gives under tta="flip"."""
+    import keras
+
+    from fer_hybrid.cnn.export import with_flip_tta
+    from fer_hybrid.cnn.vggbn import build_vggbn
+
+    keras.utils.set_random_seed(3)
+    net = build_vggbn(widths=(4, 4, 4, 4), dense=8)
+    root = tmp_path / "models"
+    root.mkdir()
+    with_flip_tta(net).save(root / "flip.keras")
+    x = sample_data.test.x[:6]
+    wrapped = CNNEnsemblePredictor.from_files([root / "flip.keras"])
+    p, e = wrapped.predict(x)
+    assert p.shape == (6, K) and e.shape == (6, 8) and wrapped.embedding_dim == 8
+    p_ref, e_ref = CNNEnsemblePredictor([net], tta="flip").predict(x)
+    np.testing.assert_allclose(p, p_ref, atol=1e-6)
+    np.testing.assert_allclose(e, e_ref, atol=1e-5)
+    assert not np.allclose(e, CNNEnsemblePredictor([net]).predict(x)[1], atol=1e-5)  # the mirror view counts
+    desc = save_cnn_ensemble(wrapped, root / "cnn_ensemble" / "ensemble.json")
+    assert json.loads(desc.read_text())["cnn"]["embedding_layers"] == ["vggbn/head_relu"]
+    np.testing.assert_array_equal(load_cnn_ensemble_predictor(desc).embed(x), e)
+
 # ------------------------------------------------------------------------------------------
 # hybrid predictor
 # ------------------------------------------------------------------------------------------
