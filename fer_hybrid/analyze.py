@@ -22,6 +22,8 @@ import os
 import sys
 from pathlib import Path
 
+from .cli_args import OneLineParser
+
 EXIT_FAILED_INPUTS = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -92,7 +94,7 @@ def _upsample(s: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = OneLineParser(
         prog="python -m fer_hybrid.analyze",
         description="Facial-expression analysis of videos, images and folders of images: per input a long "
                     "table (one row per face per frame), a summary and a timeline (videos) or contact sheet "

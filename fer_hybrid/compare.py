@@ -10,7 +10,6 @@ study's GPU/pretrained figures as reference lines), then prints the Markdown tab
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import math
@@ -22,6 +21,7 @@ from typing import Any, Sequence
 from . import _atomic
 from .evaluate import accuracy_delta
 from .reports import ReportError, get_dotted, find_reports, fmt, pyplot, read_report, save_figure
+from .cli_args import OneLineParser
 
 # Test accuracies reported by the study (5 classes, GPU, ImageNet/VGGFace-pretrained backbones).
 STUDY_REFERENCE: dict[str, float] = {
@@ -323,7 +323,7 @@ def update_readme(readme: str | os.PathLike, rows: Sequence[dict]) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m fer_hybrid.compare", description=__doc__.split("\n\n")[0])
+    ap = OneLineParser(prog="python -m fer_hybrid.compare", description=__doc__.split("\n\n")[0])
     ap.add_argument("dir", type=Path, help="folder searched recursively for report.json files")
     ap.add_argument("--out-dir", type=Path, default=None, help="where to write comparison.* (default: DIR)")
     ap.add_argument("--sort", choices=SORT_KEYS, default="test", help="rank by test (default) or val accuracy")

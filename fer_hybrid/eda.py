@@ -9,7 +9,6 @@ CLI: ``python experiments/eda.py [--data PATH] [--out experiments/reports/eda]``
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as _dt
 import json
@@ -28,6 +27,7 @@ from .data import SPLITS, DataError, FER2013, duplicate_report, load_fer2013
 from .evaluate import cpu_model, command_line, git_commit
 from .labels import FER2013_EMOTIONS, STUDY_EMOTIONS
 from .reports import pyplot, save_figure
+from .cli_args import OneLineParser
 
 SPLIT_NAMES = {"train": "train (Training)", "val": "val (PublicTest)", "test": "test (PrivateTest)"}
 
@@ -227,7 +227,7 @@ def run_eda(source: str | os.PathLike | None, out_dir: str | os.PathLike, per_cl
 
 
 def main(argv: Sequence[str] | None = None, default_out: str | os.PathLike = "experiments/reports/eda") -> int:
-    ap = argparse.ArgumentParser(description="FER2013 EDA: class counts, sample and mean faces, duplicates, "
+    ap = OneLineParser(description="FER2013 EDA: class counts, sample and mean faces, duplicates, "
                                              "load times -> Markdown + PNG + JSON.")
     ap.add_argument("--data", default=None, help="FER2013 image folder, its .tar.gz, or fer2013.csv "
                                                  "(default: $FER2013_PATH)")

@@ -17,9 +17,11 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from .cli_args import OneLineParser
+
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m fer_hybrid.evaluate_folder", description=__doc__.split("\n\n")[0])
+    ap = OneLineParser(prog="python -m fer_hybrid.evaluate_folder", description=__doc__.split("\n\n")[0])
     ap.add_argument("path", type=Path, help="folder of labelled images")
     ap.add_argument("--model", default="default", help="registered model name (default: the shipped default)")
     ap.add_argument("--labels", nargs="+", default=["subfolders"], metavar="subfolders|pattern REGEX",

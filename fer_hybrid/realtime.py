@@ -56,6 +56,7 @@ from .inference.framing import crop_faces  # noqa: F401  (re-exported)
 from .keras_io import configure_tensorflow_threads  # noqa: F401  (re-exported)
 from .overlay import draw_faces as annotate  # noqa: F401  (re-exported under its old name)
 from .analyze import rescue_arg
+from .cli_args import OneLineParser
 
 EXIT_BAD_INPUT = 2
 DEFAULT_TF_THREADS = 1  # measured: see experiments/reports/bench-realtime/benchmark.md
@@ -241,13 +242,6 @@ def signals_ignored() -> Iterator[None]:
 # ---------------------------------------------------------------------------------------------
 # Options
 # ---------------------------------------------------------------------------------------------
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors ('error: argument --x: ...', exit 2) instead of usage + error."""
-
-    def error(self, message: str):
-        self.exit(EXIT_BAD_INPUT, f"error: {message} (see --help)\n")
-
-
 def _number(kind: type, lo: float, hi: float, *, lo_open: bool = False, also: tuple = (), text: str = ""):
     """argparse type: a finite ``kind`` (int or float) in [lo, hi] (or (lo, hi] with ``lo_open``) or in ``also``."""
     what = text or (f"{'an integer' if kind is int else 'a number'} in {'(' if lo_open else '['}{lo:g}, {hi:g}]")
@@ -277,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .video import MAX_CAMERA_INDEX
 
     big = sys.maxsize
-    ap = _Parser(prog="python -m fer_hybrid.realtime",
+    ap = OneLineParser(prog="python -m fer_hybrid.realtime",
                  description="Facial-expression recognition on a webcam, video, image(s) or the "
                              "bundled sample clip, with any registered model.")
     ap.add_argument("--model", help="registered model name (default: the best shipped model)")

@@ -18,7 +18,6 @@ the manifest are read relative to the repository holding the models folder. Resu
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -30,6 +29,7 @@ import numpy as np
 from . import _atomic
 from .artifacts import models_dir, read_manifest, report_tta
 from .errors import ArtifactError, ArtifactMissingError
+from .cli_args import OneLineParser
 
 CHUNK = 256  # faces per predict_proba call (bounds memory for the big VGG nets)
 
@@ -204,7 +204,7 @@ def run(args) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m fer_hybrid.verify", description=__doc__.split("\n\n")[0])
+    ap = OneLineParser(prog="python -m fer_hybrid.verify", description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", nargs="*", help="model names (default: every shipped model in the manifest)")
     ap.add_argument("--report", action="append", help="also check this report (dir or report.json) of a shipped "
                                                       "Keras model evaluated with another TTA policy")

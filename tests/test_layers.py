@@ -8,7 +8,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "fer_hybrid"
 LAYERS = {  # top-level module or folder of fer_hybrid -> layer (the README's Architecture section)
     **dict.fromkeys(["labels", "data", "images", "crops", "video", "errors", "safe_io", "_atomic", "npz_cache",
-                     "artifacts", "keras_io"], 0),
+                     "artifacts", "keras_io", "cli_args"], 0),
     **dict.fromkeys(["cnn", "landmarks", "fusion", "fusion_parts", "hybrid", "onnx_model", "classical", "predictors"],
                    1),
     **dict.fromkeys(["inference"], 2),
