@@ -13,7 +13,7 @@ Method.
    detector finds on the 4x upscaled 48x48 originals (the real-faces issue's measure), false positives per
    face frame, made-up faces per empty photo.
 5. Choice on val alone: the t maximising faces found - false positives - made-up faces per image
-   (fer_hybrid.evaluation.detectors.rescue_objective); test is reported for the choice and for no rescue.
+   (fer_hybrid.evaluation.rescue.rescue_objective); test is reported for the choice and for no rescue.
 Writes rescue.json, rescue.md and rescue.png to experiments/reports/photo-rescue/.
 
     python experiments/photo_rescue.py [--n 500] [--floor -1.5] [--video-step 8]

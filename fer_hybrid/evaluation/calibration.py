@@ -7,6 +7,13 @@ true class ids. Rows containing NaN (the model abstained) are left out of every 
 >>> ece(proba, y)                                    # top-label ECE, 15 equal-width confidence bins
 >>> t = fit_temperature(val_proba, val_y)            # scalar T > 0
 >>> scale_proba(test_proba, t.temperature)           # calibrated rows (fer_hybrid.inference.temperature)
+
+The method of ``experiments/calibration.py`` (fit on val, choose on val, keep only if test ECE drops):
+
+>>> c = compare_calibrations({"val": pv, "test": pt}, {"val": yv, "test": yt}, classes)
+>>> chosen = choose_on_val(c, eligible(c, keep_labels=True))      # lowest 5-fold ECE inside val
+>>> keep, final = kept_calibration(c, chosen)                      # identity Calibration() when not kept
+>>> markdown_tables(name, c, chosen, keep, final, classes)
 """
 from __future__ import annotations
 
@@ -160,3 +167,146 @@ def save_reliability_png(curves: dict, path, title: str = "") -> None:
     axh.set_ylabel("faces")
     fig.tight_layout()
     save_figure(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# The method of experiments/calibration.py: fit on val, choose on val, keep only if test ECE drops
+# ---------------------------------------------------------------------------------------------
+FOLDS = 5
+SEED = 0
+AS_SHIPPED = "as shipped"
+FITS = {"temperature": fit_temperature, "temperature+bias": fit_temperature_bias}
+
+
+def cross_validated_ece(proba: np.ndarray, y: np.ndarray, fit, n_bins: int = N_BINS, folds: int = FOLDS,
+                        seed: int = SEED) -> float:
+    """Mean held-out ECE of a calibration ``fit(proba, y) -> Calibration`` fitted on the other folds of
+    (proba, y) (seeded random folds)."""
+    order = np.random.default_rng(seed).permutation(len(y))
+    scores = []
+    for part in np.array_split(order, folds):
+        rest = np.setdiff1d(order, part)
+        scores.append(ece(fit(proba[rest], y[rest]).apply(proba[part]), y[part], n_bins))
+    return float(np.mean(scores))
+
+
+@dataclasses.dataclass
+class Comparison:
+    """Calibrations fitted on val and measured on every split (:func:`compare_calibrations`)."""
+
+    before: dict   # {split: summary} of the probabilities as shipped
+    after: dict    # {calibration name: {split: summary}} once each fitted calibration is applied
+    fitted: dict   # {calibration name: Calibration} fitted on all of val
+    cv: dict       # {calibration name, AS_SHIPPED: cross-validated ECE inside val}
+
+
+def compare_calibrations(proba: dict, y: dict, classes: Sequence[str], n_bins: int = N_BINS, fits: dict = FITS,
+                         folds: int = FOLDS, seed: int = SEED) -> Comparison:
+    """Fit each of ``fits`` {name: fit function} on ``proba["val"]``; summarise every split of ``proba`` /
+    ``y`` ({split: array}) before and after; ``folds``-fold ECE inside val of each fit and of no calibration
+    (the small-sample reference: ECE over a fifth of val reads higher than over all of it)."""
+    if "val" not in proba or "val" not in y:
+        raise ValueError(f"calibrations are fitted on val; got splits {sorted(proba)}")
+    pv, yv = proba["val"], y["val"]
+    cv = {k: cross_validated_ece(pv, yv, f, n_bins, folds, seed) for k, f in fits.items()}
+    cv[AS_SHIPPED] = cross_validated_ece(pv, yv, lambda p, t: Calibration(), n_bins, folds, seed)
+    fitted = {k: f(pv, yv) for k, f in fits.items()}
+    return Comparison(before={s: summary(proba[s], y[s], classes, n_bins) for s in proba},
+                      after={k: {s: summary(c.apply(proba[s]), y[s], classes, n_bins) for s in proba}
+                             for k, c in fitted.items()},
+                      fitted=fitted, cv=cv)
+
+
+def eligible(comparison: Comparison, keep_labels: bool = False) -> list[str]:
+    """The calibrations that do not lower val accuracy (one that changes decisions, the bias, could); with
+    ``keep_labels`` only "temperature" (it never changes a row's arg-max)."""
+    base = comparison.before["val"]["accuracy"]
+    return [k for k, a in comparison.after.items() if a["val"]["accuracy"] >= base
+            and not (keep_labels and k != "temperature")]
+
+
+def choose_on_val(comparison: Comparison, allowed: Sequence[str]) -> str:
+    """The allowed calibration with the lowest cross-validated ECE inside val (the first on ties)."""
+    if not allowed:
+        raise ValueError("no calibration is eligible (each lowers val accuracy or changes labels)")
+    return min(allowed, key=comparison.cv.get)
+
+
+def kept_calibration(comparison: Comparison, chosen: str) -> tuple[bool, Calibration]:
+    """(kept, calibration to use): the chosen one if it lowers test ECE, else the identity :class:`Calibration`."""
+    keep = comparison.after[chosen]["test"]["ece"] < comparison.before["test"]["ece"]
+    return bool(keep), comparison.fitted[chosen] if keep else Calibration()
+
+
+def calibrated_metrics(proba: dict, y: dict, final: Calibration, before: dict, classes: Sequence[str],
+                       n_bins: int = N_BINS) -> dict:
+    """Report metrics {split: classification metrics + ece, ece_before, nll, nll_before} of the calibrated
+    probabilities (``before``: {split: summary} as shipped); train is not measured (accuracy None)."""
+    from ..evaluate import metrics_from_proba
+
+    metrics = {"train": {"accuracy": None}}
+    for s in proba:
+        p = final.apply(proba[s])
+        metrics[s] = metrics_from_proba(y[s], p, classes)
+        metrics[s].update(ece=ece(p, y[s], n_bins), ece_before=before[s]["ece"], nll=nll(p, y[s]),
+                          nll_before=before[s]["nll"])
+    return metrics
+
+
+def save_reliability_pngs(comparison: Comparison, out_dir, name: str) -> list:
+    """reliability_<split>.png per split in ``out_dir``: as shipped and each fitted calibration."""
+    from pathlib import Path
+
+    paths = []
+    for s, b in comparison.before.items():
+        curves = {f"{s}, as shipped (ECE {b['ece']:.4f})": b["reliability"]}
+        for k, a in comparison.after.items():
+            curves[f"{s}, {k} fitted on val (ECE {a[s]['ece']:.4f})"] = a[s]["reliability"]
+        paths.append(Path(out_dir) / f"reliability_{s}.png")
+        save_reliability_png(curves, paths[-1], f"{name}: reliability on {s}")
+    return paths
+
+
+def verdict(comparison: Comparison, chosen: str, keep: bool, final: Calibration) -> str:
+    """One line: the calibration kept and its test ECE change, or why none was kept."""
+    b, a = comparison.before["test"]["ece"], comparison.after[chosen]["test"]["ece"]
+    if keep:
+        return f"kept {chosen} (T={final.temperature:.4f}): test ECE {b:.4f} -> {a:.4f}"
+    return f"{chosen} was chosen on val but did not lower test ECE ({b:.4f} -> {a:.4f}); not kept"
+
+
+def report_notes(name: str, tta, allowed: Sequence[str], line: str, folds: int = FOLDS) -> str:
+    """The report's ``notes``: what was measured (``tta``: the predictor's test-time augmentation, shown as
+    its repr), how the calibration was chosen, and the :func:`verdict` ``line``."""
+    return (f"probabilities of {name} as the registry loads it and the Analyzer returns them (test-time "
+            f"augmentation {tta!r}) on the 48x48 faces; "
+            f"calibrations fitted on val, chosen by {folds}-fold ECE inside val among those that keep val "
+            f"accuracy ({', '.join(allowed)}); {line}. "
+            "metrics.* are the kept (calibrated) probabilities; ece_before is the shipped model's.")
+
+
+def markdown_tables(name: str, comparison: Comparison, chosen: str, keep: bool, final: Calibration,
+                    classes: Sequence[str]) -> str:
+    """Markdown appended to the calibration report: every calibration's accuracy / ECE / NLL per split and
+    its cross-validated ECE, the choice, and the per-class bias as shipped."""
+    before, after, cv = comparison.before, comparison.after, comparison.cv
+    lines = ["", "## Calibration (ECE: 15 confidence bins, top label)", "",
+             "| probabilities | val acc. | val ECE | val NLL | test acc. | test ECE | test NLL | val 5-fold ECE |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|",
+             f"| {name} as shipped | {before['val']['accuracy']:.4f} | {before['val']['ece']:.4f} | "
+             f"{before['val']['nll']:.4f} | {before['test']['accuracy']:.4f} | {before['test']['ece']:.4f} | "
+             f"{before['test']['nll']:.4f} | {cv[AS_SHIPPED]:.4f} |"]
+    for k, a in after.items():
+        lines.append(f"| {k} (fitted on val) | {a['val']['accuracy']:.4f} | {a['val']['ece']:.4f} | "
+                     f"{a['val']['nll']:.4f} | {a['test']['accuracy']:.4f} | {a['test']['ece']:.4f} | "
+                     f"{a['test']['nll']:.4f} | {cv[k]:.4f} |")
+    lines += ["", f"Chosen on val: **{chosen}**; kept: **{keep}** (temperature {final.temperature:.4f}"
+              + (f", bias {[round(b, 4) for b in final.bias]}" if final.bias else "") + ").", "",
+              "## Per-class bias as shipped (argmax counts)", "",
+              "| class | val true | val predicted | val ratio | test true | test predicted | test ratio |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for c in classes:
+        v, t = before["val"]["bias"][c], before["test"]["bias"][c]
+        lines.append(f"| {c} | {v['true']} | {v['predicted']} | {v['over_predicted']:.3f} | {t['true']} | "
+                     f"{t['predicted']} | {t['over_predicted']:.3f} |")
+    return "\n".join(lines) + "\n"

@@ -3,8 +3,10 @@ detector shipped by ``face-recognition-models`` (``mmod_human_face_detector.dat`
 
 A :class:`Detector` maps an image (gray or BGR uint8) to int (k, 4) boxes [x0, y0, x1, y1] in the image's own
 pixels: it detects on a copy at most ``width`` px wide (None: full resolution), upsampled ``upsample`` times by
-dlib, and scales the boxes back. HOG with threshold 0 is exactly the Analyzer's detector
-(:func:`fer_hybrid.landmarks.detect.detect_faces_scored`).
+dlib, and scales the boxes back. Its HOG branch *is* the Analyzer's detector
+(:func:`fer_hybrid.landmarks.detect.detect_faces_scored`, run on the resized copy with ``threshold``), so at full
+width and threshold 0 the boxes are exactly the Analyzer's; on a resized copy that detector clips the boxes to
+the copy before they are scaled back, so a box reaching past the image edge ends up to ~1/scale px short of it.
 """
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+
+from ..landmarks.detect import detect_faces_scored
 
 CNN_FILE = "mmod_human_face_detector.dat"
 
@@ -34,13 +38,6 @@ def _cnn():
     import dlib
 
     return dlib.cnn_face_detection_model_v1(str(cnn_model_path()))
-
-
-@functools.lru_cache(maxsize=1)
-def _hog():
-    import dlib
-
-    return dlib.get_frontal_face_detector()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,13 +64,13 @@ class Detector:
             f = self.width / w
             gray = cv2.resize(gray, (self.width, max(1, round(h * f))), interpolation=cv2.INTER_AREA)
         if self.kind == "hog":
-            rects = _hog().run(gray, self.upsample, self.threshold)[0]
+            b = detect_faces_scored(gray, self.upsample, threshold=self.threshold)[0]
         elif self.kind == "cnn":
             rects = [d.rect for d in _cnn()(gray, self.upsample)]
+            b = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects], np.float64).reshape(-1, 4)
         else:
             raise ValueError(f"unknown detector kind {self.kind!r}; valid: hog, cnn")
-        b = np.array([[r.left(), r.top(), r.right(), r.bottom()] for r in rects], np.float64).reshape(-1, 4)
-        b = np.round(b / f).astype(np.int64)
+        b = np.round(np.asarray(b, np.float64) / f).astype(np.int64)
         b[:, [0, 2]] = b[:, [0, 2]].clip(0, w - 1)
         b[:, [1, 3]] = b[:, [1, 3]].clip(0, h - 1)
         return b

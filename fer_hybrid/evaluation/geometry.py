@@ -8,6 +8,7 @@ Boxes are dlib's raw rectangles (not clipped to the image), so a box reaching pa
 >>> m = measure(x48)                  # found bool (n,), box float (n, 4) cx, cy, w, h; points (n, 68, 2)
 >>> s = summarize(m, y, classes)      # medians/means/percentiles overall and per class
 >>> derive_framing(s)                 # crop per box width + eye target (fer_hybrid.inference.framing.Framing)
+>>> framing_markdown(report); mean_face_png(x48, m, s, derive_framing(s, "mean"), "mean_face.png")
 """
 from __future__ import annotations
 
@@ -109,3 +110,81 @@ def derive_framing(summary: dict, stat: str = "median") -> dict:
     return {"side": FRAME / w, "dx": (CENTRE - a["box_cx"][stat]) / w, "dy": (CENTRE - a["box_cy"][stat]) / w,
             "eye_left": [a["left_eye_x"][stat], eye_y], "eye_right": [a["right_eye_x"][stat], eye_y],
             "eye_distance": a["eye_distance"][stat], "statistic": stat}
+
+
+# ---------------------------------------------------------------------------------------------
+# The report of experiments/framing.py
+# ---------------------------------------------------------------------------------------------
+MARKDOWN_MEASURES = ("found_share", "box_cx", "box_cy", "box_w", "box_h", "left_eye_x", "left_eye_y",
+                     "right_eye_x", "right_eye_y", "eye_distance", "eye_angle_deg")
+
+
+def seeded_subset(n_total: int, n: int, seed: int) -> np.ndarray:
+    """Sorted indices of ``n`` of ``n_total`` faces drawn without replacement (all when n is 0 or >= n_total)."""
+    if not n or n >= n_total:
+        return np.arange(n_total)
+    if n < 0:
+        raise ValueError(f"subset size must be >= 0, got {n}")
+    return np.sort(np.random.default_rng(seed).choice(n_total, n, replace=False))
+
+
+def mean_face_png(x48: np.ndarray, m: dict, summary: dict, framing: dict, path) -> None:
+    """Two panels: the mean of the faces dlib found, with the mean HOG box, the mean 68 landmarks and the eye
+    target of ``framing`` (:func:`derive_framing`); and the mean of the faces it missed."""
+    from ..reports import pyplot, save_figure
+
+    plt = pyplot()
+    ok = m["found"]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.6))
+    for ax, (title, faces) in zip(axes, [(f"mean of {ok.sum()} faces dlib found", x48[ok]),
+                                         (f"mean of {(~ok).sum()} faces it missed", x48[~ok])]):
+        ax.imshow(faces.mean(axis=0), cmap="gray", vmin=0, vmax=255, extent=(-0.5, 47.5, 47.5, -0.5))
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([0, 12, 24, 36, 47])
+        ax.set_yticks([0, 12, 24, 36, 47])
+    ax = axes[0]
+    a = summary["all"]
+    cx, cy, w, h = (a[k]["mean"] for k in ("box_cx", "box_cy", "box_w", "box_h"))
+    ax.add_patch(plt.Rectangle((cx - w / 2, cy - h / 2), w, h, fill=False, color="#ff7f0e", linewidth=1.5,
+                               label="mean HOG box"))
+    pts = np.nanmean(m["points"][ok], axis=0)
+    ax.plot(pts[:, 0], pts[:, 1], ".", color="#2ca02c", markersize=4, label="mean 68 landmarks")
+    ex, ey = zip(framing["eye_left"], framing["eye_right"])
+    ax.plot(ex, ey, "x", color="#d62728", markersize=8, label="eye target")
+    ax.legend(fontsize=7, loc="lower center")
+    ax.set_xlim(-0.5, 47.5)
+    ax.set_ylim(47.5, -0.5)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def _cell(v) -> str:
+    if v is None:
+        return "–"
+    if not isinstance(v, dict):
+        return f"{v:.4f}"
+    return f"{v['mean']:.2f} ({v['median']:.2f}) [{v['p5']:.2f}, {v['p95']:.2f}]" if v.get("n") else "–"
+
+
+def framing_markdown(report: dict) -> str:
+    """framing.md of a report {n, seed, summary (:func:`summarize`), framing (:func:`derive_framing`), command,
+    loadavg_start, loadavg_end}: every measure overall and per class, then the derived framing."""
+    s, f = report["summary"], report["framing"]
+    groups = {"all": s["all"], **s["per_class"]}
+    lines = ["# Framing calibration: where FER2013 puts a face", "",
+             f"- command: `{report['command']}`",
+             f"- {report['n']} training faces (seeded subset, seed {report['seed']}) upscaled {UPSCALE}x; dlib HOG "
+             f"(upsample 0) found a face in {s['all']['found']} ({s['all']['found_share']:.4f}).",
+             f"- load average at start: {report['loadavg_start']}; at end: {report['loadavg_end']}",
+             "- coordinates: 48 px frame, pixel centres at integers (frame centre 23.5); box w/h in 48 px units;",
+             "  eye angle in degrees (positive: the image-right eye lower). Values: mean (median) [p5, p95].", "",
+             "| measure | " + " | ".join(groups) + " |", "|---|" + "---:|" * len(groups)]
+    lines += [f"| {k} | " + " | ".join(_cell(g[k]) for g in groups.values()) + " |" for k in MARKDOWN_MEASURES]
+    lines += ["", "## Derived framing (mean statistic)", "",
+              f"- crop side = {f['side']:.4f} x box width (a symmetric margin of {(f['side'] - 1) / 2:.4f} per side), "
+              f"crop centre = box centre + ({f['dx']:.4f}, {f['dy']:.4f}) box widths",
+              f"- eye target in the 48 px frame: image-left eye ({f['eye_left'][0]:.4f}, {f['eye_left'][1]:.4f}), "
+              f"image-right eye ({f['eye_right'][0]:.4f}, {f['eye_right'][1]:.4f}); mean eye distance "
+              f"{f['eye_distance']:.4f} px", "",
+              "![mean face](mean_face.png)", ""]
+    return "\n".join(lines)
