@@ -8,7 +8,9 @@ Members (:data:`KINDS`), all taking float (n, n_features) from :class:`~.feature
 - ``mlp``: standardise -> ``sklearn.neural_network.MLPClassifier``.
 
 :class:`LandmarkEnsemble` averages the members' probabilities with weights (chosen on validation
-data by :func:`best_weights`), optionally also over the mirrored face (``tta_mirror``). Rows whose
+data by :func:`best_weights`), optionally also over the mirrored face (``tta_mirror``);
+:meth:`LandmarkEnsemble.fit` can add the mirror images of the training faces as rows, and
+:meth:`LandmarkEnsemble.choose_weights` sets the weights and mirror TTA from validation data. Rows whose
 features are not finite (no landmarks) get NaN probabilities.
 
 Saved as a folder: ``ensemble.json`` (descriptor: classes, feature settings, members, weights,
@@ -144,6 +146,20 @@ def feature_importance(model, names: Sequence[str]) -> dict[str, float] | None:
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
+def member_params(model) -> int:
+    """Learned parameters of a fitted member: tree nodes for the boosted trees, weights + biases for the MLP and
+    the logistic regression."""
+    kind = member_kind(model)
+    if kind == "xgboost":
+        return int(sum(len(t.strip().splitlines()) for t in model.get_booster().get_dump()))
+    if kind == "hgb":
+        return int(sum(len(p.nodes) for it in model._predictors for p in it))
+    clf = model.steps[-1][1]
+    if kind == "logreg":
+        return int(clf.coef_.size + clf.intercept_.size)
+    return int(sum(w.size for w in clf.coefs_) + sum(b.size for b in clf.intercepts_))
+
+
 def best_weights(probas: Mapping[str, np.ndarray], y: np.ndarray, step: float = 0.1) -> tuple[dict, float]:
     """Soft-vote weights on the simplex grid (multiples of ``step``) maximising accuracy on ``(probas, y)``.
 
@@ -197,17 +213,41 @@ class LandmarkEnsemble:
         self._flat: dict[str, tuple] = {}  # member name -> (model, FlatForest) for small batches
 
     # -- training ---------------------------------------------------------------------------
-    def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None, y_val: np.ndarray | None = None):
-        """Fit every member on features X (n, f) and labels y (n,); returns self."""
+    def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
+            X_mirror: np.ndarray | None = None):
+        """Fit every member on features X (n, f) and labels y (n,); returns self. ``X_mirror`` (n, f): features
+        of the mirror images of the same faces, appended as training rows with the same labels (mirror
+        training); (X_val, y_val): early stopping (:func:`fit_member`)."""
+        if X_mirror is not None:
+            if np.shape(X_mirror) != np.shape(X):
+                raise ValueError(f"X_mirror {np.shape(X_mirror)} must have the shape of X {np.shape(X)}")
+            X, y = np.concatenate([X, X_mirror]), np.concatenate([y, y])
         for name in list(self.members):
             t0 = time.perf_counter()
             self.members[name] = fit_member(self.members[name], X, y, X_val, y_val, self.n_jobs)
             self.fit_seconds[name] = time.perf_counter() - t0
         return self
 
+    def choose_weights(self, X_val: np.ndarray, y_val: np.ndarray, X_val_mirror: np.ndarray | None = None,
+                       step: float = 0.1) -> dict[str, float]:
+        """Set :attr:`weights` (:func:`best_weights` on the simplex grid of ``step``) and :attr:`tta_mirror` to
+        what is most accurate on validation data: without TTA, and, given ``X_val_mirror`` (the features of the
+        mirror images of the validation faces), with the member probabilities averaged over each face and its
+        mirror image; mirror TTA only if strictly more accurate. Returns {"no_tta": val accuracy,
+        "mirror_tta": val accuracy (only with ``X_val_mirror``)}."""
+        p = self.member_proba(X_val)
+        choice = {"no_tta": best_weights(p, y_val, step)}
+        if X_val_mirror is not None:
+            q = self.member_proba(X_val_mirror)
+            choice["mirror_tta"] = best_weights({k: (p[k] + q[k]) / 2 for k in p}, y_val, step)
+        self.tta_mirror = "mirror_tta" in choice and choice["mirror_tta"][1] > choice["no_tta"][1]
+        self.weights = choice["mirror_tta" if self.tta_mirror else "no_tta"][0]
+        return {k: v[1] for k, v in choice.items()}
+
     # -- prediction -------------------------------------------------------------------------
-    def member_proba(self, X: np.ndarray) -> dict[str, np.ndarray]:
-        """{member: float64 (n, c)}; NaN rows where X has non-finite values.
+    def member_proba(self, X: np.ndarray, X_mirror: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """{member: float64 (n, c)}; NaN rows where X has non-finite values. ``X_mirror``: features of the
+        mirror images of the same faces, averaged in when :attr:`tta_mirror` (ignored otherwise).
 
         Small batches (realtime: one face per call) take a fast path without per-call thread-pool
         juggling, the boosted members through :class:`.flat_forest.FlatForest` (all trees walked at once;
@@ -222,6 +262,9 @@ class LandmarkEnsemble:
             if ok.any():
                 p[ok] = self._small_batch(name, model, X[ok]) if small else self._large_batch(model, X[ok])
             out[name] = p
+        if X_mirror is not None and self.tta_mirror:
+            q = self.member_proba(X_mirror)
+            out = {k: (out[k] + q[k]) / 2 for k in out}
         return out
 
     def _small_batch(self, name: str, model, X: np.ndarray) -> np.ndarray:
@@ -250,9 +293,11 @@ class LandmarkEnsemble:
             raise ValueError("ensemble weights sum to zero")
         return sum(self.weights.get(n, 0.0) / total * p for n, p in probas.items())
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """float64 (n, c) from features (n, f). TTA needs points: use :meth:`predict_proba_points`."""
-        return self.combine(self.member_proba(X))
+    def predict_proba(self, X: np.ndarray, X_mirror: np.ndarray | None = None) -> np.ndarray:
+        """float64 (n, c) from features (n, f); with :attr:`tta_mirror`, also from ``X_mirror`` (the features of
+        the mirror images of the same faces), member probabilities averaged over both. From points:
+        :meth:`predict_proba_points`."""
+        return self.combine(self.member_proba(X, X_mirror))
 
     def predict_proba_points(self, points: np.ndarray) -> np.ndarray:
         """float64 (n, c) from landmarks (n, 68, 2); NaN rows for faces without landmarks."""
@@ -260,6 +305,12 @@ class LandmarkEnsemble:
         if self.tta_mirror:
             p = (p + self.predict_proba(self.features.transform(mirror_points(points)))) / 2
         return p
+
+    def n_params(self, name: str | None = None) -> int:
+        """Learned parameters (:func:`member_params`) of member ``name``, or of all members (None)."""
+        if name is not None:
+            return member_params(self.members[name])
+        return sum(member_params(m) for m in self.members.values())
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, folder: str | Path, extra: Mapping | None = None) -> Path:
@@ -451,6 +502,30 @@ def coefficient_importance(model, names: Sequence[str]) -> dict[str, float]:
     coef = np.abs(model.steps[-1][1].coef_).mean(axis=0)
     coef = coef / (coef.sum() or 1.0)
     return dict(sorted(zip(names, coef.tolist()), key=lambda kv: -kv[1]))
+
+
+def member_importance(ensemble: "LandmarkEnsemble", name: str, X_val: np.ndarray, y_val: np.ndarray,
+                      names: Sequence[str], n_candidates: int = 60) -> tuple[dict[str, float], str]:
+    """({feature: importance}, how it was measured) of member ``name`` of ``ensemble``, or of the whole ensemble
+    (``name="ensemble"``): XGBoost gain for ``xgboost``, mean |coefficient| for ``logreg``, otherwise the
+    permutation importance on validation data (:func:`permutation_importance`, 2 repeats, at most 1500 rows)
+    over the ``n_candidates`` features with the largest gain of the ensemble's ``xgboost`` member (to bound the
+    cost). ValueError for an unknown name or when a permutation importance has no ``xgboost`` member."""
+    if name != "ensemble" and name not in ensemble.members:
+        raise ValueError(f"unknown member {name!r}; members: {', '.join(ensemble.members)} (or 'ensemble')")
+    kind = member_kind(ensemble.members[name]) if name in ensemble.members else None
+    if kind == "xgboost":
+        return feature_importance(ensemble.members[name], names), "XGBoost total gain (share)"
+    if kind == "logreg":
+        return (coefficient_importance(ensemble.members[name], names),
+                "mean |coefficient| on standardised features (share)")
+    if "xgboost" not in ensemble.members:
+        raise ValueError("a permutation importance picks its candidate features by the 'xgboost' member's gain; "
+                         f"members: {', '.join(ensemble.members)}")
+    candidates = list(feature_importance(ensemble.members["xgboost"], names))[:n_candidates]
+    predict = ensemble.members[name].predict_proba if name in ensemble.members else ensemble.predict_proba
+    return (permutation_importance(predict, X_val, y_val, names, candidates, n_repeats=2, max_rows=1500),
+            "val accuracy drop when shuffled (permutation)")
 
 
 def save_importance_png(importance: Mapping[str, float], path: str | Path, title: str = "", top: int = 20,
