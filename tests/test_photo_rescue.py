@@ -101,3 +101,13 @@ def test_rescue_rates_per_threshold_and_of_originals():
                           "empty": {t: {"false_positives_per_image": 0.0} for t in rows},
                           "splits": {"val": split, "test": split}})
     assert "**-0.5**" in md and md.count("| test |") == 2 and md.count("| val |") == 3
+
+
+def test_dlib_model_files_are_found_or_named_with_the_fix():
+    from fer_hybrid.evaluation.detectors import cnn_model_path
+    from fer_hybrid.landmarks.detect import LandmarkModelMissing, face_model_path, shape_predictor_path
+
+    assert shape_predictor_path().name == "shape_predictor_68_face_landmarks.dat" and shape_predictor_path().exists()
+    assert cnn_model_path().name == "mmod_human_face_detector.dat" and cnn_model_path().exists()
+    with pytest.raises(LandmarkModelMissing, match="nope.dat not found; reinstall face-recognition-models"):
+        face_model_path("nope.dat", "a test model", LandmarkModelMissing)

@@ -12,25 +12,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 
-from ..landmarks.detect import detect_faces_scored
+from ..landmarks.detect import detect_faces_scored, face_model_path
 
 CNN_FILE = "mmod_human_face_detector.dat"
 
 
 def cnn_model_path() -> Path:
     """Path of dlib's CNN face detector in the ``face-recognition-models`` package (FileNotFoundError if absent)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("dlib's CNN face detector is missing: pip install face-recognition-models")
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / CNN_FILE
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found; reinstall face-recognition-models")
-    return path
+    return face_model_path(CNN_FILE, "dlib's CNN face detector")
 
 
 @functools.lru_cache(maxsize=1)

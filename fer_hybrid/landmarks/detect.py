@@ -20,15 +20,21 @@ class LandmarkModelMissing(FileNotFoundError):
     pass
 
 
-def shape_predictor_path() -> Path:
-    """Path of dlib's 68-point model shipped by the ``face-recognition-models`` package."""
+def face_model_path(filename: str, what: str, error: type[FileNotFoundError] = FileNotFoundError) -> Path:
+    """Path of one of dlib's model files shipped by the ``face-recognition-models`` package; ``error`` naming
+    ``what`` and the fix when the package or the file is missing."""
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise LandmarkModelMissing("the 68-point landmark model is missing: pip install face-recognition-models")
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / PREDICTOR_FILE
+        raise error(f"{what} is missing: pip install face-recognition-models")
+    path = Path(list(spec.submodule_search_locations)[0]) / "models" / filename
     if not path.exists():
-        raise LandmarkModelMissing(f"{path} not found; reinstall face-recognition-models")
+        raise error(f"{path} not found; reinstall face-recognition-models")
     return path
+
+
+def shape_predictor_path() -> Path:
+    """Path of dlib's 68-point model shipped by the ``face-recognition-models`` package."""
+    return face_model_path(PREDICTOR_FILE, "the 68-point landmark model", LandmarkModelMissing)
 
 
 @functools.lru_cache(maxsize=1)
