@@ -22,75 +22,16 @@ import os
 import sys
 from pathlib import Path
 
-from .cli_args import OneLineParser
+from .cli_args import OneLineParser, number_arg, rescue_arg
 
 EXIT_FAILED_INPUTS = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+BIG = sys.maxsize
 
 
 class CliError(Exception):
     """A bad option, reported as one line on stderr with exit code 2."""
-
-
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
-
-
-def _non_negative_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return v
-
-
-def _alpha(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
-    if not 0 < v <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {v}")
-    return v
-
-
-def _margin(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
-    if not 0 <= v <= 1:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {v}")
-    return v
-
-
-def rescue_arg(s: str) -> float | str | None:
-    """argparse type of ``--rescue-threshold``: auto, none, or a number in [-2, 0)."""
-    if s.strip().lower() in ("auto", "none"):
-        return None if s.strip().lower() == "none" else "auto"
-    try:
-        v = float(s)
-    except ValueError:
-        v = float("nan")
-    if not -2.0 <= v < 0.0:
-        raise argparse.ArgumentTypeError(f"must be auto, none or a number in [-2, 0), got {s!r}")
-    return v
-
-
-def _upsample(s: str) -> int:
-    v = _non_negative_int(s)
-    if v > 3:
-        raise argparse.ArgumentTypeError(f"must be in 0..3, got {v}")
-    return v
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--models-dir", type=Path,
                     help="folder with model artifacts (default: $FER_HYBRID_MODELS or models/)")
     where = ap.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=_positive_int, default=1,
+    where.add_argument("--workers", type=number_arg(int, 1, BIG, text="an integer >= 1"), default=1,
                        help="processes on a local Dask cluster started and stopped by this command "
                             "(default 1: in this process, no Dask)")
     where.add_argument("--scheduler", metavar="ADDRESS",
@@ -115,28 +56,28 @@ def build_parser() -> argparse.ArgumentParser:
                             "inputs at the same paths and the model")
     ap.add_argument("--format", dest="fmt", choices=("csv", "parquet"), default="csv",
                     help="table format (default csv)")
-    ap.add_argument("--detect-every", type=_positive_int, default=3,
+    ap.add_argument("--detect-every", type=number_arg(int, 1, BIG, text="an integer >= 1"), default=3,
                     help="videos: run the face detector every N frames, track in between (default 3)")
-    ap.add_argument("--detect-width", type=_non_negative_int, default=480,
+    ap.add_argument("--detect-width", type=number_arg(int, 0, BIG, text="an integer >= 0"), default=480,
                     help="videos: detect/track on a copy at most this wide, px (0 = full size; default 480)")
-    ap.add_argument("--smoothing", type=_alpha, default=0.5,
+    ap.add_argument("--smoothing", type=number_arg(float, 0, 1, lo_open=True), default=0.5,
                     help="videos: EMA alpha of each track's probabilities, weight of the newest frame "
                          "(1 = off; default 0.5)")
-    ap.add_argument("--upsample", type=_upsample, default=None,
+    ap.add_argument("--upsample", type=number_arg(int, 0, 3), default=None,
                     help="dlib HOG upsampling 0..3 (finds smaller faces, slower; default 0 for videos, for "
                          "photos once when the shorter side is below 400 px)")
     ap.add_argument("--rescue-threshold", type=rescue_arg, default="auto",
                     help="photos: when no face clears dlib's threshold, keep the best candidate scoring above this "
                          "(auto = the value chosen on val in the frame; none = never)")
-    ap.add_argument("--crop-margin", type=_margin, default=0.1,
+    ap.add_argument("--crop-margin", type=number_arg(float, 0, 1), default=0.1,
                     help="with --align off: grow each face box by this fraction per side before cropping (default 0.1)")
     ap.add_argument("--align", choices=["auto", "off", "box", "level", "eyes"], default="auto",
                     help="face crop for crop models: auto (default: level for crop models, chosen on val in the frame; "
                          "models that place their own landmarks are not aligned), off (the box grown by --crop-margin), "
                          "box (FER2013's calibrated framing of the box), level (that, turned to level the eyes), "
                          "eyes (eyes on FER2013's mean eye positions)")
-    ap.add_argument("--max-frames", type=_positive_int, help="videos: analyse at most this many frames each")
-    ap.add_argument("--tf-threads", type=_non_negative_int, default=1,
+    ap.add_argument("--max-frames", type=number_arg(int, 1, BIG, text="an integer >= 1"), help="videos: analyse at most this many frames each")
+    ap.add_argument("--tf-threads", type=number_arg(int, 0, BIG, text="an integer >= 0"), default=1,
                     help="TensorFlow intra-op threads per process (default 1; 0 = TF default)")
     ap.add_argument("--no-pipeline", dest="pipeline", action="store_false",
                     help="videos: detect/track and classify one after the other in one thread")

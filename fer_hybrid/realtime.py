@@ -38,7 +38,6 @@ import argparse
 import contextlib
 import dataclasses
 import itertools
-import math
 import os
 import re
 import signal
@@ -55,8 +54,7 @@ from .inference.analyzer import PIPELINE_DEPTH, Analyzer, Face, VideoSession, ru
 from .inference.framing import crop_faces  # noqa: F401  (re-exported)
 from .keras_io import configure_tensorflow_threads  # noqa: F401  (re-exported)
 from .overlay import draw_faces as annotate  # noqa: F401  (re-exported under its old name)
-from .analyze import rescue_arg
-from .cli_args import OneLineParser
+from .cli_args import OneLineParser, number_arg, rescue_arg
 
 EXIT_BAD_INPUT = 2
 DEFAULT_TF_THREADS = 1  # measured: see experiments/reports/bench-realtime/benchmark.md
@@ -242,25 +240,6 @@ def signals_ignored() -> Iterator[None]:
 # ---------------------------------------------------------------------------------------------
 # Options
 # ---------------------------------------------------------------------------------------------
-def _number(kind: type, lo: float, hi: float, *, lo_open: bool = False, also: tuple = (), text: str = ""):
-    """argparse type: a finite ``kind`` (int or float) in [lo, hi] (or (lo, hi] with ``lo_open``) or in ``also``."""
-    what = text or (f"{'an integer' if kind is int else 'a number'} in {'(' if lo_open else '['}{lo:g}, {hi:g}]")
-
-    def parse(s: str):
-        try:
-            v = kind(s.strip())
-        except (TypeError, ValueError, OverflowError):
-            raise argparse.ArgumentTypeError(f"must be {what}, got {s!r}") from None
-        if v in also:
-            return v
-        if not math.isfinite(v) or v < lo or v > hi or (lo_open and v == lo):
-            raise argparse.ArgumentTypeError(f"must be {what}, got {s!r}")
-        return v
-
-    parse.__name__ = kind.__name__
-    return parse
-
-
 def _source(s: str) -> str:
     if not s.strip():
         raise argparse.ArgumentTypeError("is empty; give a camera index, a video, an image, a folder or 'sample'")
@@ -288,24 +267,24 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--jsonl", type=Path, help="write one JSON line per frame here")
     ap.add_argument("--no-display", action="store_true",
                     help="no window (automatic, with a notice, when no display answers)")
-    ap.add_argument("--max-frames", type=_number(int, 1, big, text="an integer >= 1"),
+    ap.add_argument("--max-frames", type=number_arg(int, 1, big, text="an integer >= 1"),
                     help="stop after this many frames")
-    ap.add_argument("--detect-every", type=_number(int, 1, big, text="an integer >= 1"),
+    ap.add_argument("--detect-every", type=number_arg(int, 1, big, text="an integer >= 1"),
                     help="run the face detector every N frames, track in between (default 3; 1 for images)")
-    ap.add_argument("--detect-width", type=_number(int, 32, big, also=(0,), text="0 or an integer >= 32"),
+    ap.add_argument("--detect-width", type=number_arg(int, 32, big, also=(0,), text="0 or an integer >= 32"),
                     default=None,
                     help="videos and cameras: detect/track on a copy at most this wide, px (0 = full size; default "
                          "480); images are always detected at full size")
-    ap.add_argument("--upsample", type=_number(int, 0, 3), default=None,
+    ap.add_argument("--upsample", type=number_arg(int, 0, 3), default=None,
                     help="dlib HOG upsampling, 0..3 (finds smaller faces, slower; default 0 for videos, for images "
                          "once when the shorter side is below 400 px)")
     ap.add_argument("--rescue-threshold", type=rescue_arg, default="auto",
                     help="images: when no face clears dlib's threshold, keep the best candidate scoring above this "
                          "(auto = the value chosen on val in the frame; none = never)")
-    ap.add_argument("--smoothing", type=_number(float, 0, 1, lo_open=True),
+    ap.add_argument("--smoothing", type=number_arg(float, 0, 1, lo_open=True),
                     help="EMA alpha for per-face probabilities in (0, 1], weight of the newest frame "
                          "(1 = off; default 0.5; 1 for images)")
-    ap.add_argument("--crop-margin", type=_number(float, 0, 2), default=0.1,
+    ap.add_argument("--crop-margin", type=number_arg(float, 0, 2), default=0.1,
                     help="with --align off: grow each face box by this fraction per side before cropping, 0..2 "
                          "(default 0.1)")
     ap.add_argument("--align", choices=["auto", "off", "box", "level", "eyes"], default="auto",
@@ -314,10 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "box (FER2013's calibrated framing of the box), level (that, turned to level the eyes), "
                          "eyes (eyes on FER2013's mean eye positions)")
     ap.add_argument("--landmarks", action="store_true", help="compute and draw dlib's 68 landmarks (JSONL gains them)")
-    ap.add_argument("--tf-threads", type=_number(int, 0, 64), default=DEFAULT_TF_THREADS,
+    ap.add_argument("--tf-threads", type=number_arg(int, 0, 64), default=DEFAULT_TF_THREADS,
                     help=f"TensorFlow intra-op threads, 0..64 (default {DEFAULT_TF_THREADS}, measured fastest for "
                          "batch-1 inference on 2 cores; 0 = TF default)")
-    ap.add_argument("--image-fps", type=_number(float, 0, 240, lo_open=True), default=10.0,
+    ap.add_argument("--image-fps", type=number_arg(float, 0, 240, lo_open=True), default=10.0,
                     help="frame rate of videos made from images, (0, 240] (default 10)")
     ap.add_argument("--no-pipeline", dest="pipeline", action="store_false",
                     help="run decoding + detection/tracking and classification one after the other in one "
