@@ -17,8 +17,6 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -68,30 +66,19 @@ def parse_args(argv=None, default_backbone: str = "vggbn") -> argparse.Namespace
     return p.parse_args(argv)
 
 
-def teacher_key(name: str, cnn) -> str:
-    """What the teacher's answers depend on: its CNN files' sha256, member weights and TTA policy (so that a
-    descriptor edit that changes none of them keeps the cached targets); else the manifest's sha256."""
-    from fer_hybrid import artifacts
-    from fer_hybrid.evaluate import file_sha256
-
-    if getattr(cnn, "files", None):
-        return json.dumps({"cnn_sha256": [file_sha256(f) for f in cnn.files],
-                           "weights": [round(float(w), 6) for w in cnn.weights], "tta": cnn.tta}, sort_keys=True)
-    return artifacts.read_manifest().get("models", {}).get(name, {}).get("sha256", name)
-
-
 def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
     args = parse_args(argv, default_backbone)
     from fer_hybrid import artifacts, reports
-    from fer_hybrid.cnn.train import TrainConfig, fit, predict_proba, save_model
+    from fer_hybrid.cnn.train import TrainConfig, fit, save_model, ship_model
     from fer_hybrid.data import Augment, DataError, load_fer2013
-    from fer_hybrid.evaluate import command_line, evaluate_predictor, ms_per_face
-    from fer_hybrid.predictors import KerasPredictor
+    from fer_hybrid.evaluate import command_line
+    from fer_hybrid.evaluation import transfer_report as T
+    from fer_hybrid.artifacts import manifest_metrics
 
     name = args.name or args.backbone
     command = command_line()
 
-    # 1. Data: FER2013 restricted to the five study emotions.
+    # 1. Data: FER2013 restricted to the five study emotions; targets = labels, FER+ soft labels or a teacher's.
     try:
         data = load_fer2013(args.data)
     except (FileNotFoundError, DataError) as e:
@@ -99,37 +86,18 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
         return 2
     if args.max_train:
         data.train = data.train.subset(slice(0, args.max_train))
-    labels_trained_on, train_targets = "FER2013 (original labels)", None
-    if args.ferplus_mix:
-        from fer_hybrid.ferplus import FerPlusError, ferplus_vote_shares, soft_targets
+    from fer_hybrid.ferplus import FerPlusError
 
-        try:
-            train_targets, n_voted = soft_targets(data.train, ferplus_vote_shares(classes=data.classes),
-                                                  args.ferplus_mix, len(data.classes))
-        except (FileNotFoundError, FerPlusError, ValueError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        labels_trained_on = (f"soft targets: {1 - args.ferplus_mix:g} x FER2013 one-hot + {args.ferplus_mix:g} x "
-                             f"FER+ vote shares over the {len(data.classes)} classes ({n_voted} of {len(data.train)} training images "
-                             "have FER+ votes; the rest keep the FER2013 label)")
-
-    teacher_info = None
+    try:  # FER+ soft labels mixed in (--ferplus-mix), else the FER2013 labels
+        train_targets, labels = (T.ferplus_mix_targets(data.train, data.classes, args.ferplus_mix)
+                                 if args.ferplus_mix else (None, T.FER2013_LABELS))
+    except (FileNotFoundError, FerPlusError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    teacher = None
     if args.teacher:  # knowledge distillation: the teacher's probabilities on every training image, cached
-        from fer_hybrid.cnn.distill import cached_teacher_proba, distillation_targets
-        from fer_hybrid.data import cache_dir
-        from fer_hybrid.predictors import load_predictor
-
-        teacher = load_predictor(args.teacher)
-        teacher_cnn = getattr(teacher, "cnn", teacher)  # a hybrid's CNN ensemble; else the model itself
-        proba, teacher_info = cached_teacher_proba(teacher_cnn.predict_proba, data.train.x,
-                                                   teacher_key(args.teacher, teacher_cnn), cache_dir())
-        teacher_info.update(name=args.teacher, temperature=args.kd_temperature, alpha=args.kd_alpha,
-                            tta=getattr(getattr(teacher, "cnn", teacher), "tta", None),
-                            train_accuracy=float((proba.argmax(1) == data.train.y).mean()))
-        train_targets = distillation_targets(proba, data.train.y, len(data.classes))
-        labels_trained_on = (f"knowledge distillation from {args.teacher} (T={args.kd_temperature:g}, "
-                             f"alpha={args.kd_alpha:g} on the teacher, {1 - args.kd_alpha:g} on the FER2013 label)")
-        del teacher
+        train_targets, teacher, labels = T.distillation_from(args.teacher, data.train, data.classes,
+                                                             args.kd_temperature, args.kd_alpha)
 
     # 2. Training: all layers, AdamW + cosine schedule by default, augmentation, early stopping on val.
     cfg = TrainConfig(backbone=args.backbone, weights=args.weights, input_size=args.image_size, epochs=args.epochs,
@@ -142,64 +110,36 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
                       strategy=args.strategy,
                       augment=dataclasses.asdict(Augment.none() if args.no_augment else Augment()))
     result = fit(cfg, data, Path(args.checkpoints) / name, resume=not args.no_resume, train_targets=train_targets)
-    model = result.model
 
     # 3. Evaluation on train / val / test (test touched once, here), and batch-1 latency, of what ships.
-    shipped = model
-    if args.flip_in_graph:
-        from fer_hybrid.cnn.export import with_flip_tta
-
-        shipped = with_flip_tta(model, name=name.replace("-", "_"))
-    predictor = KerasPredictor(shipped, name)
-    as_run = args.flip_in_graph or not args.tta
-    metrics = evaluate_predictor(predictor.predict_proba if as_run else lambda x: predict_proba(model, x, tta=True),
-                                 data)
-    latency = ms_per_face(predictor.predict_proba, data.test.x[:1])
+    shipped, predictor, metrics, latency, as_run = T.evaluate_shipped(result.model, name, data, args.flip_in_graph,
+                                                                      args.tta)
 
     # 4. Artifacts: the float32 model, optionally shipped in models/ with a manifest entry (and ONNX beside it).
-    out_dir = Path(args.reports) / name
-    final = save_model(shipped, Path(args.checkpoints) / name / "final.keras")
-    artifact_path = final
+    artifact_path = save_model(shipped, Path(args.checkpoints) / name / "final.keras")
     if args.ship:
-        artifact_path = save_model(shipped, artifacts.models_dir() / f"{name}.keras")
-        size_mb = artifact_path.stat().st_size / 2**20
-        if size_mb > 60:
-            print(f"warning: {artifact_path} is {size_mb:.1f} MB (> 60 MB limit)", file=sys.stderr)
+        artifact_path, warning = ship_model(shipped, artifacts.models_dir() / f"{name}.keras")
+        if warning:
+            print(warning, file=sys.stderr)
     onnx_info = None
     if args.onnx:
-        from fer_hybrid.cnn.export import export_onnx
-        from fer_hybrid.onnx_model import OnnxPredictor
+        from fer_hybrid.evaluation.onnx_check import export_and_check
 
-        onnx_path = export_onnx(shipped, artifact_path.with_suffix(".onnx"))
-        onnx = OnnxPredictor(onnx_path, name)
-        diff = float(np.abs(onnx.predict_proba(data.val.x) - predictor.predict_proba(data.val.x)).max())
-        onnx_info = {"file": onnx_path.name, "sha256": reports.artifact_info(onnx_path, ROOT)["sha256"],
-                     "max_abs_diff_vs_keras_val": diff,
-                     "ms_per_face": ms_per_face(onnx.predict_proba, data.test.x[:1]), "keras_ms_per_face": latency}
+        onnx_info = export_and_check(shipped, artifact_path.with_suffix(".onnx"), predictor.predict_proba,
+                                     data.val.x, data.test.x[:1], latency, name, ROOT)
 
     # 5. Report: same schema as every experiment, plus training curves.
-    image_size = model.layers[1].output.shape[1] if args.image_size is None else args.image_size
-    notes = ("trained from random initialisation (weights=None): no pretrained weights can be downloaded on "
-             "this machine" if args.weights is None else f"initial weights: {args.weights}")
-    if result.best_epoch >= result.epochs_run:
-        notes += (f"; the best val accuracy came at the last of {result.epochs_run} epochs: the run was cut by its "
-                  "epoch budget (CPU time), not by early stopping, so the model is under-trained")
-    report = reports.make_report(
-        name=name, kind=kind, weights=args.weights, metrics=metrics, command=command,
-        seconds_per_epoch=result.seconds_per_epoch, ms_per_face=latency, params=int(model.count_params()),
-        artifact=reports.artifact_info(artifact_path, ROOT), data={"source": Path(data.source).name, "sha256": data.sha256},
-        backbone=args.backbone, image_size=image_size, epochs=result.epochs_run, best_epoch=result.best_epoch,
-        precision=result.precision, tta=("flip (in the shipped graph)" if args.flip_in_graph else args.tta),
-        evaluated_as_run=as_run, onnx=onnx_info, config=cfg.to_dict(), history=result.history,
-        labels_trained_on=labels_trained_on, teacher=teacher_info,
-        notes=notes, figures=["training_curves.png"])
+    report = T.transfer_report(
+        name=name, kind=kind, cfg=cfg, result=result, metrics=metrics, latency=latency,
+        artifact=reports.artifact_info(artifact_path, ROOT), data=data, command=command, image_size=args.image_size,
+        flip_in_graph=args.flip_in_graph, tta=args.tta, as_run=as_run, onnx=onnx_info,
+        labels_trained_on=labels, teacher=teacher)
+    out_dir = Path(args.reports) / name
     reports.save_history_png(result.history, out_dir / "training_curves.png", title=name)
     path = reports.write_report(report, out_dir)
     if args.ship:
         artifacts.update_manifest(name, artifact_path, command=command, data=report["data"], weights=args.weights,
-                                  metrics={s: {"accuracy": metrics[s]["accuracy"], "macro_f1": metrics[s]["macro_f1"],
-                                               "n": metrics[s]["n"]} for s in metrics},
-                                  report=str(path.relative_to(ROOT)))
+                                  metrics=manifest_metrics(metrics), report=str(path.relative_to(ROOT)))
     print(json.dumps({"name": name, "test_accuracy": metrics["test"]["accuracy"],
                       "test_macro_f1": metrics["test"]["macro_f1"], "report": str(path)}))
     return 0

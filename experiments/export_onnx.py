@@ -24,10 +24,7 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
-MAX_DIFF = 1e-4
 
 
 def main(argv=None) -> int:
@@ -44,17 +41,18 @@ def main(argv=None) -> int:
 
     from fer_hybrid import artifacts, reports
     from fer_hybrid.data import load_fer2013
-    from fer_hybrid.evaluate import command_line, evaluate_predictor, metrics_from_proba, ms_per_face
+    from fer_hybrid.evaluate import command_line, evaluate_predictor
+    from fer_hybrid.evaluation import onnx_check as O
+    from fer_hybrid.artifacts import manifest_metrics
     from fer_hybrid.predictors import load_predictor, model_spec
 
     # 1. The model, chosen on val among the shipped single Keras CNNs.
     manifest = artifacts.read_manifest()["models"]
-    keras_cnns = {n: e for n, e in manifest.items() if artifacts.entry_loader(e) == "keras" and e.get("sha256")}
-    name = args.model
-    if name == "best-val":
-        name = max(sorted(keras_cnns), key=lambda n: keras_cnns[n]["metrics"]["val"]["accuracy"])
-    if name not in keras_cnns:
-        print(f"error: {name!r} is not a shipped Keras CNN; choose one of {', '.join(sorted(keras_cnns))}", file=sys.stderr)
+    keras_cnns = O.shipped_keras_cnns(manifest)
+    try:
+        name = O.choose_keras_cnn(keras_cnns, args.model)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     spec = model_spec(name)
     if spec.tta not in ("flip", "none"):
@@ -74,24 +72,13 @@ def main(argv=None) -> int:
     onnx_pred = OnnxPredictor(out, f"{name}-onnx", threads=args.threads)
 
     # 3. Agreement with the registry's Keras predictor on every val and test image.
-    diffs, keras_metrics = {}, {}
-    for split in ("val", "test"):
-        x = data.split(split).x
-        pk = np.concatenate([keras_pred.predict_proba(x[i:i + 512]) for i in range(0, len(x), 512)])
-        po = np.concatenate([onnx_pred.predict_proba(x[i:i + 512]) for i in range(0, len(x), 512)])
-        diffs[split] = float(np.abs(pk - po).max())
-        keras_metrics[split] = metrics_from_proba(data.split(split).y, pk, data.classes)["accuracy"]
-    agrees = max(diffs.values()) <= MAX_DIFF
+    diffs, keras_accuracy = O.agreement(keras_pred.predict_proba, onnx_pred.predict_proba, data)
 
     # 4. Speed, batch 1, alternating blocks in this one process.
-    face = data.test.x[:1]
-    times = {"keras": [], "onnx": []}
-    for _ in range(args.repeats):
-        times["keras"].append(ms_per_face(keras_pred.predict_proba, face))
-        times["onnx"].append(ms_per_face(onnx_pred.predict_proba, face))
-    ms = {k: float(np.median(v)) for k, v in times.items()}
-    faster = ms["onnx"] < ms["keras"]
+    times, ms = O.alternating_ms({"keras": keras_pred.predict_proba, "onnx": onnx_pred.predict_proba},
+                                 data.test.x[:1], args.repeats)
     load = os.getloadavg()[0]
+    onnx = O.onnx_fields(diffs, ms, times, keras_accuracy, args.threads, load)
 
     # 5. The ONNX model's accuracy as run, in the standard report.
     metrics = evaluate_predictor(onnx_pred.predict_proba, data)
@@ -99,28 +86,23 @@ def main(argv=None) -> int:
         name=f"{name}-onnx", kind="cnn", weights=f"models/{spec.artifact}", metrics=metrics, command=command_line(),
         ms_per_face=ms["onnx"], artifact=reports.artifact_info(out, ROOT),
         data={"source": Path(data.source).name, "sha256": data.sha256},
-        tta=f"{spec.tta} (in the ONNX graph)", evaluated_as_run=True, exported_from=name,
-        onnx={"max_abs_diff_vs_keras": diffs, "agrees_within": MAX_DIFF, "agrees": agrees,
-              "ms_per_face": ms["onnx"], "keras_ms_per_face": ms["keras"], "faster": faster,
-              "keras_accuracy": keras_metrics, "threads": args.threads, "timing_blocks": times,
-              "load_average_1min": load},
+        tta=f"{spec.tta} (in the ONNX graph)", evaluated_as_run=True, exported_from=name, onnx=onnx,
         notes=(f"{name} chosen on val among the shipped Keras CNNs ({', '.join(sorted(keras_cnns))}); "
                f"batch-1 ms per face of the registry's Keras predictor ({spec.tta} TTA) and of the ONNX graph "
                f"measured in one process with {args.threads} thread(s), load average {load:.2f}"))
     path = reports.write_report(report, Path(args.reports) / f"{name}-onnx")
-    summary = {"model": name, "onnx": str(out), "max_abs_diff": diffs, "agrees": agrees, "ms_per_face": ms,
+    summary = {"model": name, "onnx": str(out), "max_abs_diff": diffs, "agrees": onnx["agrees"], "ms_per_face": ms,
                "val": metrics["val"]["accuracy"], "test": metrics["test"]["accuracy"], "report": str(path)}
 
     # 6. Ship, and choose the default form.
     if args.ship:
         artifacts.update_manifest(
             f"{name}-onnx", out, command=command_line(), data=report["data"], weights=f"models/{spec.artifact}",
-            metrics={s: {k: metrics[s][k] for k in ("accuracy", "macro_f1", "n")} for s in metrics},
-            report=str(path.relative_to(ROOT)), kind="cnn", loader="onnx",
+            metrics=manifest_metrics(metrics), report=str(path.relative_to(ROOT)), kind="cnn", loader="onnx",
             description=f"{name} with its {spec.tta} TTA inside an ONNX graph, run by onnxruntime without TensorFlow",
             train_command=manifest[name].get("train_command") or manifest[name].get("command"))
         if args.make_default:
-            default = f"{name}-onnx" if agrees and faster else name
+            default = f"{name}-onnx" if onnx["agrees"] and onnx["faster"] else name
             artifacts.set_default(default)
             summary["default"] = default
     print(json.dumps(summary))

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fer_hybrid import _atomic, artifacts  # noqa: E402
+from fer_hybrid.artifacts import manifest_metrics  # noqa: E402
 from fer_hybrid.safe_io import file_sha256  # noqa: E402
 
 
@@ -55,8 +56,7 @@ def main(argv=None) -> int:
     target = artifacts.models_dir() / f"{args.name}.keras"
     with _atomic.atomic_path(target, suffix=".keras") as tmp:
         shutil.copyfile(checkpoint, tmp)
-    metrics = {s: {k: m[k] for k in ("accuracy", "macro_f1", "n")} for s, m in report["metrics"].items()
-               if m.get("accuracy") is not None}
+    metrics = manifest_metrics(report["metrics"], evaluated_only=True)
     weights = report.get("weights")
     if weights == f"models/{args.name}.keras" and old:   # warm-started from the file it replaces: say which one
         weights = f"{weights} as made by `{old.get('command')}` ({old.get('report')})"

@@ -30,6 +30,7 @@ def main(argv=None) -> int:
     from fer_hybrid.errors import ArtifactError
     from fer_hybrid.evaluate import command_line
     from fer_hybrid.hybrid import ship_cnn_ensemble
+    from fer_hybrid.artifacts import manifest_metrics
 
     # 1. The chosen ensemble: its report (the descriptor it evaluated sits beside it).
     report = json.loads(args.report.read_text())
@@ -44,7 +45,7 @@ def main(argv=None) -> int:
     rel = args.report.resolve().relative_to(ROOT).as_posix()
     artifacts.update_manifest(
         "ensemble", path, command=command_line(), data=report["data"], weights=None,
-        metrics={s: {k: report["metrics"][s][k] for k in ("accuracy", "macro_f1", "n")} for s in ("train", "val", "test")},
+        metrics=manifest_metrics(report["metrics"], ("train", "val", "test")),
         report=rel, kind="cnn", loader="cnn_ensemble", tta=desc["cnn"]["tta"],
         description=f"weighted average of {len(desc['members'])} of our CNNs ({', '.join(desc['members'])}) "
                     f"under the {desc['cnn']['tta']} TTA policy, chosen on val: the most accurate model, not a live one",

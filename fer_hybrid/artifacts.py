@@ -25,6 +25,7 @@ import math
 import os
 import re
 from pathlib import Path, PurePosixPath
+from typing import Iterable, Mapping
 
 from . import _atomic
 from .errors import ArtifactError, ArtifactMissingError
@@ -237,6 +238,28 @@ def report_tta(report: dict) -> str:
     if report.get("evaluated_as_run") or not tta:
         return "none"
     return "flip" if tta is True else str(tta)
+
+
+MANIFEST_KEYS = ("accuracy", "macro_f1", "n")
+
+
+def manifest_metrics(metrics: Mapping[str, Mapping], splits: Iterable[str] | None = None, *,
+                     evaluated_only: bool = False) -> dict:
+    """{split: {"accuracy", "macro_f1", "n"}} of ``metrics`` ({split: metrics dict}) for ``splits`` (default:
+    every split of ``metrics``, in order). ``evaluated_only`` drops splits whose accuracy is None (never run).
+    KeyError naming the split when a requested split or one of its three keys is missing."""
+    out = {}
+    for s in (list(metrics) if splits is None else splits):
+        if s not in metrics:
+            raise KeyError(f"no metrics for split {s!r} (have: {', '.join(metrics) or 'none'})")
+        m = metrics[s]
+        if evaluated_only and m.get("accuracy") is None:
+            continue
+        missing = [k for k in MANIFEST_KEYS if k not in m]
+        if missing:
+            raise KeyError(f"the {s!r} metrics lack {', '.join(missing)}")
+        out[s] = {k: m[k] for k in MANIFEST_KEYS}
+    return out
 
 
 def update_manifest(name: str, artifact: str | os.PathLike, *, command: str, data: dict | None,

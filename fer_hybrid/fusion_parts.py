@@ -245,7 +245,6 @@ def ship_hybrid(variant: Variant, files: Mapping[str, Path], landmarks, landmark
                    extra={"val_accuracy": variant.val_accuracy, "variant": variant.name, "report": report_path})
     head = ship.with_name("hybrid-fusion.skops")
     artifacts.update_manifest("hybrid", ship, root=root, command=command, data=report["data"], weights=weights,
-                              metrics={s: {k: report["metrics"][s][k] for k in ("accuracy", "macro_f1", "n")}
-                                       for s in SPLITS},
+                              metrics=artifacts.manifest_metrics(report["metrics"], SPLITS),
                               report=report_path, extra_files=[str(head)] if head.exists() else None)
     return ship

@@ -118,3 +118,33 @@ def cached_teacher_proba(predict_proba: Callable[[np.ndarray], np.ndarray], x: n
 
     z = cached_arrays(path, compute)
     return z["proba"], {**info, "seconds": float(z["seconds"]), "cached": not computed}
+
+
+def teacher_key(name: str, cnn) -> str:
+    """What the teacher's answers depend on: its CNN files' sha256, member weights and TTA policy (so that a
+    descriptor edit that changes none of them keeps the cached targets); else the manifest's sha256 of ``name``
+    (else ``name`` itself). ``cnn`` is the teacher's CNN ensemble (``files``, ``weights``, ``tta``) or a model."""
+    import json
+
+    from ..artifacts import read_manifest
+    from ..safe_io import file_sha256
+
+    if getattr(cnn, "files", None):
+        return json.dumps({"cnn_sha256": [file_sha256(f) for f in cnn.files],
+                           "weights": [round(float(w), 6) for w in cnn.weights], "tta": cnn.tta}, sort_keys=True)
+    return read_manifest().get("models", {}).get(name, {}).get("sha256", name)
+
+
+def teacher_targets(teacher, name: str, x: np.ndarray, y: np.ndarray, k: int, temperature: float, alpha: float,
+                    cache_dir: str | Path, progress: bool = True) -> tuple[np.ndarray, dict, str]:
+    """Distillation targets from a loaded registered model ``teacher`` (its CNN ensemble ``teacher.cnn`` when it
+    is a hybrid, else itself) on training faces ``x`` with labels ``y``: (float32 (n, 2k) targets of
+    :func:`distillation_targets`, the report's ``teacher`` info, the report's ``labels_trained_on`` text).
+    The teacher's probabilities are cached (:func:`cached_teacher_proba` keyed by :func:`teacher_key`)."""
+    cnn = getattr(teacher, "cnn", teacher)
+    proba, info = cached_teacher_proba(cnn.predict_proba, x, teacher_key(name, cnn), cache_dir, progress=progress)
+    info.update(name=name, temperature=temperature, alpha=alpha, tta=getattr(cnn, "tta", None),
+                train_accuracy=float((proba.argmax(1) == y).mean()))
+    text = (f"knowledge distillation from {name} (T={temperature:g}, alpha={alpha:g} on the teacher, "
+            f"{1 - alpha:g} on the FER2013 label)")
+    return distillation_targets(proba, y, k), info, text

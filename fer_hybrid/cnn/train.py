@@ -333,3 +333,11 @@ def predict_proba(model, x: np.ndarray, tta: bool = False, batch_size: int = 256
             p = (p + fn(b[:, :, ::-1].copy()).numpy()) / 2
         out.append(p)
     return np.concatenate(out) if out else np.zeros((0, model.output_shape[-1]), np.float32)
+
+
+def ship_model(model, path: str | os.PathLike, max_mb: float = 60) -> tuple[Path, str | None]:
+    """Save ``model`` atomically at ``path`` (:func:`save_model`); returns (path, a warning when the file is
+    larger than ``max_mb`` MB, else None)."""
+    path = save_model(model, path)
+    size_mb = path.stat().st_size / 2**20
+    return path, (f"warning: {path} is {size_mb:.1f} MB (> {max_mb:g} MB limit)" if size_mb > max_mb else None)

@@ -288,3 +288,65 @@ def condition_metrics(y: np.ndarray, proba: np.ndarray, direct: np.ndarray, foun
             "accuracy_all": float((pred == y).mean()) if n else float("nan"),
             "direct_accuracy": float((dpred == y).mean()) if n else float("nan"),
             "direct_accuracy_found": float((dpred[found] == y[found]).mean()) if nf else float("nan")}
+
+
+# ---------------------------------------------------------------------------------------------
+# One benchmark run: the variants, every condition of a split, and the variant chosen on val
+# ---------------------------------------------------------------------------------------------
+CROP_VARIANTS = "margin:0.1,margin:0.25,box,level,eyes"
+
+
+def detector_key(analyzer) -> str:
+    """What the cached detections depend on: the Analyzer's photo upsampling and rescue threshold."""
+    key = "analyzer-photo" if analyzer.upsample is None else f"analyzer-photo-up{analyzer.upsample}"
+    return key if analyzer.rescue_threshold is None else f"{key}-rescue{analyzer.rescue_threshold:g}"
+
+
+def variant_specs(predictor, variants: str | None = None) -> list[str]:
+    """The crop variant specs of a run: ``variants`` (comma-separated) if given, else ``"own"`` for a predictor
+    that crops itself (``input_kind == "frame"``) and :data:`CROP_VARIANTS` for one taking 48x48 crops."""
+    own = getattr(predictor, "input_kind", "crops") == "frame"
+    return (variants or ("own" if own else CROP_VARIANTS)).split(",")
+
+
+def run_split(x48: np.ndarray, y: np.ndarray, indices: np.ndarray, split: str, conditions: Sequence[Condition],
+              seed: int, variants: dict, direct: np.ndarray, found_original: np.ndarray, detect,
+              detector: str = "analyzer-photo", cache_dir=None, progress: bool = False, log=None) -> tuple:
+    """Every condition of one split: detect (cached), classify the matched face with every variant
+    (name -> FacePredictor), and one :func:`condition_metrics` row per (variant, condition).
+
+    Returns (rows {(variant, condition name, split): metrics}, default {variant: proba (n, k) at the "default"
+    condition}, seconds {variant: classification seconds}); ``log(line)`` gets one summary line per condition.
+    """
+    rows, default, seconds = {}, {}, {v: 0.0 for v in variants}
+    for c in conditions:
+        boxes = detect_frames(x48, indices, c, seed, split, detect, cache_dir=cache_dir, progress=progress,
+                              detector=detector)
+        r = classify_frames(x48, indices, c, seed, split, boxes, variants, progress=progress)
+        found = r["matched"] >= 0
+        for v in variants:
+            rows[(v, c.name, split)] = condition_metrics(y, r["proba"][v], direct, found, found_original,
+                                                         r["false_positives"])
+            seconds[v] += r["seconds"][v]
+            if c.name == "default":
+                default[v] = r["proba"][v]
+        if log is not None:
+            log(f"{split:4s} {c.name:9s} found {found.mean():.3f} " + " ".join(
+                f"{v}={rows[(v, c.name, split)]['accuracy_found']:.3f}" for v in variants))
+    return rows, default, seconds
+
+
+def choose_variant(rows: dict, variants: Sequence[str], conditions: Sequence[Condition],
+                   splits: Sequence[str]) -> tuple[str, str, dict]:
+    """The variant with the highest mean ``accuracy_all`` (misses = errors) over all conditions on the selection
+    split ("val" when run, else the first split); first wins ties. Returns (chosen, selection split,
+    {variant: score}); ValueError without variants, KeyError naming a missing row."""
+    if not variants:
+        raise ValueError("no crop variants to choose from")
+    select = "val" if "val" in splits else splits[0]
+    for v in variants:
+        for c in conditions:
+            if (v, c.name, select) not in rows:
+                raise KeyError(f"no row for variant {v!r}, condition {c.name!r}, split {select!r}")
+    score = {v: float(np.mean([rows[(v, c.name, select)]["accuracy_all"] for c in conditions])) for v in variants}
+    return max(score, key=score.get), select, score

@@ -110,6 +110,62 @@ def save_curves(rows: dict, variants: Sequence[str], conditions, splits: Sequenc
     return figures
 
 
+def default_metrics(default: dict, rows: dict, chosen: str, splits: Sequence[str], classes: Sequence[str]) -> dict:
+    """The report's ``metrics``: per split, the chosen variant at the default condition, a missed face counted as
+    an error (prediction -1: ``n_abstained``), plus its :func:`~.inframe.condition_metrics` row. ``default`` is
+    {split: (labels (n,), proba (n, k) with NaN rows for misses)}; train and unrun val/test splits are empty."""
+    from ..evaluate import classification_metrics
+
+    metrics = {"train": {"accuracy": None}}
+    for split in splits:
+        if split in default:
+            y, p = default[split]
+            pred = np.where(np.isfinite(p).all(axis=1), np.nan_to_num(p).argmax(axis=1), -1)
+            metrics[split] = classification_metrics(y, pred, classes)
+            metrics[split].update(rows[(chosen, "default", split)])
+    for split in ("val", "test"):
+        metrics.setdefault(split, {"accuracy": None, "macro_f1": None, "n": None})
+    return metrics
+
+
+def build_report(*, name: str, rows: dict, metrics: dict, seconds: dict, specs: Sequence[str], chosen: str,
+                 select: str, score: dict, conditions, n: int, seed: int, temperature, data, artifact: dict | None,
+                 kind: str, figures: list, loadavg_start: str, loadavg_end: str) -> dict:
+    """The schema-1 report of an in-the-frame run of model ``name`` (:func:`fer_hybrid.reports.make_report`)."""
+    from ..reports import make_report
+
+    n_found = sum(r["found"] for (v, _, _), r in rows.items() if v == chosen)  # every variant: the same faces
+    ms = {v: 1e3 * s / max(n_found, 1) for v, s in seconds.items()}
+    return make_report(
+        name=f"inframe-{name}", kind=kind, weights=f"{name} (shipped)", metrics=metrics,
+        classes=data.classes, ms_per_face=ms[chosen], artifact=artifact,
+        data={"source": Path(data.source).name, "sha256": data.sha256},
+        benchmark="inframe", ms_per_face_by_variant=ms,
+        model=name, variants=list(specs), chosen_variant=chosen, selected_on=select, selection_score=score,
+        n_per_split=n, seed=seed, temperature=temperature,
+        conditions=[c.to_json() for c in conditions],
+        rows=[{"variant": v, "condition": c, "split": s, **m} for (v, c, s), m in rows.items()],
+        loadavg_start=loadavg_start, loadavg_end=loadavg_end,
+        notes=(f"FER2013 faces in synthetic 480x400 frames through the Analyzer (photo detection, then the crop "
+               f"variant); {n or 'all'} seeded faces per split per condition; metrics = variant {chosen!r} "
+               "(chosen on val) at the default condition, a missed face counted as an error (n_abstained = misses); "
+               "ms per face = crop + model (+ landmarks) per found face, under load, excluding detection"),
+        figures=figures)
+
+
+def write_inframe_report(report: dict, rows: dict, variants: Sequence[str], conditions, splits: Sequence[str],
+                         out) -> Path:
+    """Write report.json/.md into ``out`` with :func:`markdown_tables` appended to the markdown; returns the
+    report.json path."""
+    from ..reports import write_report
+
+    path = write_report(report, out)
+    with open(Path(out) / "report.md", "a") as f:
+        f.write(markdown_tables(rows, variants, conditions, splits, report["chosen_variant"],
+                                report["selection_score"], report["selected_on"]))
+    return path
+
+
 def rewrite_markdown(folder) -> Path:
     """Re-render ``folder/report.md`` from ``folder/report.json`` (an in-the-frame report)."""
     from .. import _atomic

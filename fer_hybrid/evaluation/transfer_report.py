@@ -1,0 +1,89 @@
+"""The CNN track's run around :func:`fer_hybrid.cnn.train.fit`: FER+ soft targets, evaluation of what ships,
+and the schema-1 report (``experiments/cnn_transfer.py``).
+
+    targets, text = ferplus_mix_targets(data.train, data.classes, mix=0.5)
+    shipped, predictor, metrics, latency, as_run = evaluate_shipped(result.model, name, data, flip_in_graph=True)
+    report = transfer_report(name=name, kind="cnn", result=result, metrics=metrics, ...)
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+FER2013_LABELS = "FER2013 (original labels)"
+
+
+def ferplus_mix_targets(train, classes, mix: float) -> tuple[np.ndarray, str]:
+    """Soft training targets (1 - mix) x FER2013 one-hot + mix x FER+ vote shares (files from $FERPLUS_DIR) for a
+    training ``Split``, and the report's ``labels_trained_on`` text. FileNotFoundError/FerPlusError without FER+
+    files, ValueError for a mix outside [0, 1] (:func:`fer_hybrid.ferplus.soft_targets`)."""
+    from ..ferplus import ferplus_vote_shares, soft_targets
+
+    targets, n_voted = soft_targets(train, ferplus_vote_shares(classes=classes), mix, len(classes))
+    return targets, (f"soft targets: {1 - mix:g} x FER2013 one-hot + {mix:g} x FER+ vote shares over the "
+                     f"{len(classes)} classes ({n_voted} of {len(train)} training images have FER+ votes; the rest "
+                     "keep the FER2013 label)")
+
+
+def evaluate_shipped(model, name: str, data, flip_in_graph: bool = False, tta: bool = False) -> tuple:
+    """What ships (``model``, with the flip TTA in its graph when ``flip_in_graph``) evaluated on train / val /
+    test as the registry runs it - or, with ``tta`` outside the graph, as :func:`fer_hybrid.cnn.train.predict_proba`
+    with flip TTA - and its batch-1 ms per face. Returns (shipped model, KerasPredictor, metrics, ms, as_run)."""
+    from ..evaluate import evaluate_predictor, ms_per_face
+    from ..predictors import KerasPredictor
+
+    shipped = model
+    if flip_in_graph:
+        from ..cnn.export import with_flip_tta
+
+        shipped = with_flip_tta(model, name=name.replace("-", "_"))
+    predictor = KerasPredictor(shipped, name)
+    as_run = flip_in_graph or not tta
+    if as_run:
+        metrics = evaluate_predictor(predictor.predict_proba, data)
+    else:
+        from ..cnn.train import predict_proba
+
+        metrics = evaluate_predictor(lambda x: predict_proba(model, x, tta=True), data)
+    return shipped, predictor, metrics, ms_per_face(predictor.predict_proba, data.test.x[:1]), as_run
+
+
+def training_notes(weights: str | None, epochs_run: int, best_epoch: int) -> str:
+    """The report's notes on initial weights, and on a run cut by its epoch budget (best val at the last epoch)."""
+    notes = ("trained from random initialisation (weights=None): no pretrained weights can be downloaded on "
+             "this machine" if weights is None else f"initial weights: {weights}")
+    if best_epoch >= epochs_run:
+        notes += (f"; the best val accuracy came at the last of {epochs_run} epochs: the run was cut by its "
+                  "epoch budget (CPU time), not by early stopping, so the model is under-trained")
+    return notes
+
+
+def transfer_report(*, name: str, kind: str, cfg, result, metrics: dict, latency: float, artifact: dict | None,
+                    data, command: str, image_size: int | None, flip_in_graph: bool, tta: bool, as_run: bool,
+                    onnx: dict | None, labels_trained_on: str, teacher: dict | None) -> dict:
+    """The schema-1 report of one CNN training run (``cfg`` a TrainConfig, ``result`` its TrainResult);
+    ``image_size`` None: the trained network's input size."""
+    from ..reports import make_report
+
+    model = result.model
+    return make_report(
+        name=name, kind=kind, weights=cfg.weights, metrics=metrics, command=command,
+        seconds_per_epoch=result.seconds_per_epoch, ms_per_face=latency, params=int(model.count_params()),
+        artifact=artifact, data={"source": Path(data.source).name, "sha256": data.sha256},
+        backbone=cfg.backbone, image_size=model.layers[1].output.shape[1] if image_size is None else image_size,
+        epochs=result.epochs_run, best_epoch=result.best_epoch, precision=result.precision,
+        tta="flip (in the shipped graph)" if flip_in_graph else tta, evaluated_as_run=as_run, onnx=onnx,
+        config=cfg.to_dict(), history=result.history, labels_trained_on=labels_trained_on, teacher=teacher,
+        notes=training_notes(cfg.weights, result.epochs_run, result.best_epoch), figures=["training_curves.png"])
+
+
+def distillation_from(teacher: str, train, classes, temperature: float, alpha: float) -> tuple[np.ndarray, dict, str]:
+    """:func:`fer_hybrid.cnn.distill.teacher_targets` of the registered model ``teacher`` on a training ``Split``
+    (targets cached in :func:`fer_hybrid.data.cache_dir`): (targets (n, 2k), teacher info, labels text)."""
+    from ..cnn.distill import teacher_targets
+    from ..data import cache_dir
+    from ..predictors import load_predictor
+
+    return teacher_targets(load_predictor(teacher), teacher, train.x, train.y, len(classes), temperature, alpha,
+                           cache_dir())
