@@ -23,20 +23,18 @@ whose HOG branch is the Analyzer's detector). Every set is run through every det
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fer_hybrid import _atomic  # noqa: E402
 from fer_hybrid.data import load_fer2013  # noqa: E402
 from fer_hybrid.evaluate import environment  # noqa: E402
 from fer_hybrid.evaluation import detector_report as D  # noqa: E402
 from fer_hybrid.evaluation import inframe as F  # noqa: E402
 from fer_hybrid.evaluation.detectors import Detector  # noqa: E402
-from fer_hybrid.reports import json_ready  # noqa: E402
+from fer_hybrid.reports import write_study  # noqa: E402
 from fer_hybrid.video import decode_image, open_source  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "video"
@@ -96,8 +94,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     D.speed_recall_chart(report, out / "speed_recall.png")
-    _atomic.write_text(out / "detectors.json", json.dumps(json_ready(report), indent=2) + "\n")
-    _atomic.write_text(out / "detectors.md", D.detectors_markdown(report))
+    write_study(report, D.detectors_markdown(report), out, "detectors")
     print(f"wrote {out}/detectors.md")
     return 0
 

@@ -23,12 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fer_hybrid import _atomic  # noqa: E402
 from fer_hybrid.data import load_fer2013  # noqa: E402
 from fer_hybrid.evaluate import environment  # noqa: E402
 from fer_hybrid.evaluation import geometry as geo  # noqa: E402
 from fer_hybrid.evaluation.detector_report import loadavg_text  # noqa: E402
-from fer_hybrid.reports import json_ready  # noqa: E402
+from fer_hybrid.reports import json_ready, write_study  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -65,8 +64,7 @@ def main(argv=None) -> int:
               "command": environment()["command"], "environment": environment(),
               "data": {"source": Path(data.source).name, "sha256": data.sha256},
               "loadavg_start": load_start, "loadavg_end": loadavg_text()}
-    _atomic.write_text(out / "framing.json", json.dumps(json_ready(report), indent=2) + "\n")
-    _atomic.write_text(out / "framing.md", geo.framing_markdown(report))
+    write_study(report, geo.framing_markdown(report), out, "framing")
     print(json.dumps(json_ready(framing), indent=1))
     return 0
 

@@ -21,7 +21,6 @@ Writes rescue.json, rescue.md and rescue.png to experiments/reports/photo-rescue
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -30,7 +29,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fer_hybrid import _atomic  # noqa: E402
 from fer_hybrid.data import load_fer2013  # noqa: E402
 from fer_hybrid.evaluate import environment  # noqa: E402
 from fer_hybrid.evaluation import inframe as F  # noqa: E402
@@ -39,7 +37,7 @@ from fer_hybrid.images import to_gray  # noqa: E402
 from fer_hybrid.inference.analyzer import photo_upsample  # noqa: E402
 from fer_hybrid.landmarks.detect import detect_faces  # noqa: E402
 from fer_hybrid.landmarks.extract import upscale_image  # noqa: E402
-from fer_hybrid.reports import json_ready  # noqa: E402
+from fer_hybrid.reports import write_study  # noqa: E402
 from fer_hybrid.video import open_source  # noqa: E402
 
 CLIP = ROOT.parent / "shared" / "video" / "WolfgangLanger_Pexels.mp4"
@@ -114,8 +112,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     R.rescue_chart(report, out / "rescue.png")
-    _atomic.write_text(out / "rescue.json", json.dumps(json_ready(report), indent=2) + "\n")
-    _atomic.write_text(out / "rescue.md", R.rescue_markdown(report))
+    write_study(report, R.rescue_markdown(report), out, "rescue")
     print(f"chosen rescue threshold {report['chosen']}; wrote {out}/rescue.md")
     return 0
 

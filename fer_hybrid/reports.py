@@ -226,6 +226,15 @@ def save_history_png(history: dict, path: str | os.PathLike, title: str = "") ->
     return save_figure(fig, path, dpi=100)
 
 
+def write_study(report: dict, markdown: str, out_dir: str | os.PathLike, stem: str) -> tuple[Path, Path]:
+    """Write a study that is not one model's report (detectors, framing, a threshold sweep) as
+    ``out_dir/stem.json`` (numpy values made JSON-ready) and ``out_dir/stem.md``, atomically."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return (_atomic.write_text(out_dir / f"{stem}.json", json.dumps(json_ready(report), indent=2) + "\n"),
+            _atomic.write_text(out_dir / f"{stem}.md", markdown))
+
+
 def write_report(report: dict, out_dir: str | os.PathLike) -> Path:
     """Write ``out_dir/report.json``, ``report.md`` and ``confusion.png`` (test split); returns the JSON path."""
     out_dir = Path(out_dir)

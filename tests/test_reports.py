@@ -115,3 +115,15 @@ def test_atomic_write_replaces_and_cleans_up_on_error(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["x.txt"]  # no temp file left behind
     _atomic.write_text(target, "three")
     assert target.read_text() == "three" and (target.stat().st_mode & 0o044)  # readable like a normal file
+
+
+def test_write_study_writes_json_ready_json_and_markdown(tmp_path):
+    import json
+
+    import numpy as np
+
+    from fer_hybrid.reports import write_study
+
+    j, m = write_study({"x": np.float32(0.5), "rows": np.arange(2)}, "# study\n", tmp_path / "new", "study")
+    assert json.loads(j.read_text()) == {"x": 0.5, "rows": [0, 1]} and m.read_text() == "# study\n"
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["study.json", "study.md"]   # no temp left
