@@ -22,11 +22,10 @@ For quiet numbers pause other CPU jobs while it runs.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
+import functools
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -41,50 +40,7 @@ VIDEO = ROOT.parent / "shared" / "video" / "WolfgangLanger_Pexels.mp4"
 OUT = ROOT / "experiments" / "reports" / "bench-realtime"
 FER_PYTHON = Path("/work/venv-fer/bin/python")
 FER_WORKER = Path(__file__).resolve().parent / "_bench_fer_worker.py"
-FER_INSTALL = ("python -m venv /work/venv-fer && /work/venv-fer/bin/pip install --no-deps fer && "
-               "/work/venv-fer/bin/pip install tensorflow-cpu 'opencv-python-headless<5' pandas requests pillow tqdm "
-               "'setuptools<81'")
-MODES = ("pipelined", "sequential")  # the CLI's default first
-
-
-def run_model(args) -> dict:
-    """Worker: one model in this process -> its runs per mode (or its batch-1 ms/face for the sweep)."""
-    from fer_hybrid import Analyzer
-    from fer_hybrid.keras_io import configure_tensorflow_threads
-    from fer_hybrid.overlay import draw_faces
-    from fer_hybrid.predictors import model_spec
-
-    configure_tensorflow_threads(args.tf_threads)
-    t0 = time.perf_counter()
-    analyzer = Analyzer(args.worker, models_dir=args.models_dir)
-    base = {"model": args.worker, "kind": model_spec(args.worker).kind, "tf_intra_op_threads": args.tf_threads,
-            "load_seconds": time.perf_counter() - t0}
-    frames = np.load(args.frames_file, mmap_mode="r")
-    if args.thread_sweep_only:
-        return {**base, "ms_per_face": tp.batch1_ms_per_face(analyzer.predictor, frames[0])}
-    runs = []
-    for mode in args.modes.split(","):
-        session = analyzer.session(args.detect_every, 0.5, args.detect_width or None)
-        r = tp.video_speed(session, frames, pipeline=mode == "pipelined", warmup=args.warmup, depth=args.depth,
-                           on_frame=lambda f, faces: draw_faces(f.image, faces, analyzer.classes, False))
-        r["overlay_ms"] = r.pop("on_frame_ms")
-        r["landmarks_ms"] = r["landmarks_ms"] or None  # 0: not reported apart (inside classification)
-        runs.append({**base, "mode": mode, **r})
-    return {"runs": runs}
-
-
-def run_fer(python: str, frames_file: Path, warmup: int) -> dict:
-    """The fer package's FER() on the same frames, in its own interpreter; {'skipped': why} when absent."""
-    if python in ("", "none"):
-        return {"skipped": "skipped (--fer-python none)"}
-    if not Path(python).exists():
-        return {"skipped": f"skipped: no python at {python} (install fer into a separate venv: {FER_INSTALL})"}
-    r = tp.subprocess_json([python, str(FER_WORKER), str(frames_file), "--warmup", str(warmup)], 3600)
-    if "error" not in r:
-        return tp.worker_speed(r)
-    if "No module named" in r["error"]:
-        return {"skipped": f"skipped: `fer` not importable by {python} ({r['error']})"}
-    return r
+MODES = tp.REALTIME_MODES  # the CLI's default first
 
 
 def main(argv=None) -> int:
@@ -110,14 +66,18 @@ def main(argv=None) -> int:
     ap.add_argument("--thread-sweep-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        print(json.dumps(run_model(args)))
+        from fer_hybrid.overlay import draw_faces
+        print(json.dumps(tp.run_model(args.worker, args.frames_file, draw_faces, models_dir=args.models_dir,
+                                      tf_threads=args.tf_threads, modes=args.modes.split(","),
+                                      detect_every=args.detect_every, detect_width=args.detect_width,
+                                      warmup=args.warmup, depth=args.depth, sweep_only=args.thread_sweep_only)))
         return 0
     bad = [m for m in args.modes.split(",") if m not in MODES]
     if bad or args.depth < 1:
         why = f"unknown mode(s) {', '.join(bad)}; use {', '.join(MODES)}" if bad else f"--depth must be >= 1, got {args.depth}"
         print(f"error: {why}", file=sys.stderr)
         return 2
-    from fer_hybrid.evaluate import command_line, environment
+    from fer_hybrid.evaluate import command_line
     from fer_hybrid.predictors import list_models
     from fer_hybrid.video import SourceError
 
@@ -132,36 +92,23 @@ def main(argv=None) -> int:
     except (SourceError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    sweep = [int(t) for t in args.thread_sweep.split(",") if t.strip()]
-    load0, results, sweep_rows, env = tp.loadavg(), [], {}, {"PYTHONPATH": str(ROOT)}
-    with tempfile.TemporaryDirectory() as tmp:
+    sweep, load0 = [int(t) for t in args.thread_sweep.split(",") if t.strip()], tp.loadavg()
+    with tempfile.TemporaryDirectory() as tmp:   # every worker and fer read the same frames from one .npy
         ff = Path(tmp) / "frames.npy"
         np.save(ff, frames)
-        base = [sys.executable, __file__, "--frames-file", str(ff), "--warmup", str(args.warmup), "--detect-every",
-                str(args.detect_every), "--detect-width", str(args.detect_width), "--modes", args.modes]
-        base += ["--models-dir", str(args.models_dir)] if args.models_dir else []
-        for m in models:
-            print(f"[bench] {m} (end to end, {len(frames) - args.warmup} frames)", flush=True)
-            r = tp.subprocess_json(base + ["--worker", m, "--tf-threads", str(args.tf_threads)], 3600, env)
-            runs = r.get("runs") or [{"model": m, **r}]
-            results.extend(runs)
-            for run in runs:
-                got = f"{run['fps']:.1f} FPS, CPU {run['cpu_util']:.2f}" if "fps" in run else run.get("error", "?")
-                print(f"[bench]   {tp.realtime_label(run)}: {got}", flush=True)
-            for t in sweep:
-                r = tp.subprocess_json(base + ["--worker", m, "--tf-threads", str(t), "--thread-sweep-only"], 600, env)
-                sweep_rows.setdefault(m, {})[str(t)] = r.get("ms_per_face")
-        fer = run_fer(args.fer_python, ff, args.warmup)
+        worker = [sys.executable, __file__, "--frames-file", str(ff), "--warmup", str(args.warmup), "--detect-every",
+                  str(args.detect_every), "--detect-width", str(args.detect_width), "--modes", args.modes]
+        worker += ["--models-dir", str(args.models_dir)] if args.models_dir else []
+        results, sweep_rows = tp.bench_models(worker, models, tf_threads=args.tf_threads, sweep=sweep,
+                                              n_frames=len(frames) - args.warmup, env={"PYTHONPATH": str(ROOT)},
+                                              log=functools.partial(print, flush=True))
+        fer = tp.run_fer(args.fer_python, FER_WORKER, ff, args.warmup)
     print(f"[bench] fer: {json.dumps(fer)[:300]}", flush=True)
-    rep = {"kind": "benchmark", "name": "bench-realtime", "date": dt.datetime.now().isoformat(timespec="seconds"),
-           "command": command_line(None if argv is None else [__file__, *argv]), "env": environment(),
-           "loadavg_start": load0, "loadavg_end": tp.loadavg(),
-           "settings": {"video": args.video.name, "frames": len(frames) - args.warmup, "warmup": args.warmup,
-                        "size": f"{w}x{h}", "detect_every": args.detect_every, "detect_width": args.detect_width,
-                        "tf_threads": args.tf_threads, "thread_sweep": sweep, "modes": args.modes.split(","),
-                        "depth": args.depth},
-           "results": results, "fer": fer, **tp.realtime_ratios(results, fer),
-           "thread_sweep": sweep_rows}
+    settings = dict(video=args.video.name, frames=len(frames) - args.warmup, warmup=args.warmup, size=f"{w}x{h}",
+                    detect_every=args.detect_every, detect_width=args.detect_width, tf_threads=args.tf_threads,
+                    thread_sweep=sweep, modes=args.modes.split(","), depth=args.depth)
+    rep = tp.realtime_report(command=command_line(None if argv is None else [__file__, *argv]), settings=settings,
+                             results=results, fer=fer, thread_sweep=sweep_rows, loadavg_start=load0)
     tp.save_report(args.out, "benchmark", rep, tp.realtime_markdown(rep))
     print(f"[bench] wrote {args.out / 'benchmark.json'} and benchmark.md")
     return 0

@@ -46,16 +46,16 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 from fer_hybrid import artifacts
 from fer_hybrid.data import SPLITS, load_fer2013, resolve_source
-from fer_hybrid.evaluate import command_line, metrics_from_proba, ms_per_face
-from fer_hybrid.landmarks import models as lm, selection as sel
+from fer_hybrid.evaluate import command_line
+from fer_hybrid.evaluation.landmark_report import LandmarkReports, member_metrics, predictor_timing
+from fer_hybrid.landmarks import selection as sel
 from fer_hybrid.landmarks.extract import extract_fer2013
 from fer_hybrid.landmarks.predictor import load_landmark_predictor, save_landmark_model
-from fer_hybrid.reports import artifact_info, make_report, write_report
+from fer_hybrid.reports import artifact_info
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "fer2013" / "fer2013_images.tar.gz"
@@ -83,7 +83,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> int:
     source = resolve_source(args.data or os.environ.get("FER2013_PATH") or DEFAULT_DATA)
     save_dir = Path(args.save) if args.save else ROOT / "experiments" / "checkpoints" / args.name
-    saved, reports = save_dir / "ensemble.json", Path(args.reports)
+    saved = save_dir / "ensemble.json"
     candidates = [sel.parse_spec(s) for s in ([args.appearance] if args.appearance else args.candidates)]
     if args.reuse and not saved.exists():
         raise FileNotFoundError(f"{saved} not found: train it first (without --reuse)")
@@ -95,14 +95,6 @@ def run(args: argparse.Namespace) -> int:
     keys, y = sel.study_splits(data, args.subset)
     meta = {"source": str(source), "sha256": data.sha256}
     print(f"data: {source} train {len(y['train'])} val {len(y['val'])} test {len(y['test'])}")
-
-    def metrics(proba: dict) -> dict:   # {split: probabilities} -> {split: metrics}
-        return {s: metrics_from_proba(y[s], p, data.classes) for s, p in proba.items()}
-
-    def report(key: str, split_metrics: dict, **fields) -> None:   # reports/<name>-<key>/report.json + .md
-        write_report(make_report(name=f"{args.name}-{key}", kind="landmarks", weights=None, metrics=split_metrics,
-                                 command=training["command"], data=meta, **fields), reports / f"{args.name}-{key}")
-
     # 2. landmarks (cached .npz; times are of the original extraction)
     ext = extract_fer2013(source, sel.METHOD, n_jobs=args.n_jobs, refresh=args.no_cache)
     points = {s: ext.points_for(keys[s]) for s in SPLITS}
@@ -126,45 +118,29 @@ def run(args: argparse.Namespace) -> int:
                                        args.subset)
         predictor = load_landmark_predictor(save_landmark_model(ens, save_dir, app, extra={
             "training": training, "box_scale": 1.0}), args.name)
-        part_metrics = {part: metrics(f.proba()) for part, f in fitted.items()}
-        for part in ("geometry", "appearance"):   # the chosen ensemble's reports follow in step 8
-            report(part, part_metrics[part], **fitted[part].describe(args.name, part, training["appearance"]))
-        sel.write_ablation(reports / f"{args.name}-ablation", fitted, part_metrics, training)
+    out = LandmarkReports(args.name, args.reports, training["command"], meta)
+    if not args.reuse:   # step 5's reports and tables; the chosen ensemble's reports follow in step 8
+        out.ablation(fitted, y, data.classes, training)
     extraction["appearance"] = blocks.record if blocks is not None else None
 
-    # 6. the chosen model on test through the predictor (images -> landmarks -> features -> ensemble); batch-1 time
-    t0 = time.perf_counter()
-    via_predictor = metrics_from_proba(data.test.y, predictor.predict_proba(data.test.x), data.classes)
-    seconds_test, load = time.perf_counter() - t0, os.getloadavg()
-    ms = ms_per_face(lambda f: predictor.predict_proba(f[None]), data.test.x[0], repeats=200)
-    timing = {"ms_per_face": ms, "load_average_1_5_15min": list(load), "cpu_count": os.cpu_count(),
-              "note": "median of 200 batch-1 calls (gray 48x48 face -> landmarks -> features -> ensemble); the "
-                      "load average shows whether other work shared the cores"}
+    # 6. the chosen model on test through the predictor (images -> landmarks -> features -> ensemble); batch-1 time;
+    #    its members and ensemble on the cached features (mirror TTA as chosen)
+    via_predictor, seconds, timing = predictor_timing(predictor, data.test.x, data.test.y, data.classes)
     print(f"test through the predictor (images -> landmarks -> features -> ensemble): acc "
-          f"{via_predictor['accuracy']:.4f} in {seconds_test:.1f} s; batch-1 {ms:.2f} ms/face (load {load[0]:.1f})")
-    # members and ensemble on the cached features (mirror TTA as chosen)
-    metrics_of = {key: metrics(proba) for key, proba in sel.split_probas(ens, X, X_mirror).items()}
+          f"{via_predictor['accuracy']:.4f} in {seconds:.1f} s; batch-1 {timing['ms_per_face']:.2f} ms/face "
+          f"(load {timing['load_average_1_5_15min'][0]:.1f})")
+    metrics_of = member_metrics(ens, X, X_mirror, y, data.classes)
 
     # 7. ship (only with --ship, only if it beats the shipped model on val): the reports then name the shipped file
     models_root = (Path(args.models) if args.models else artifacts.models_dir()) if args.ship else None
     shipped = args.ship and sel.ship_if_better(saved, models_root, metrics_of["ensemble"]["val"]["accuracy"], log=print)
 
     # 8. reports of the members and the ensemble; then the manifest entry (it reads the ensemble report's timing)
-    names = predictor.features.feature_names()
-    for key, m in metrics_of.items():
-        imp, how = lm.member_importance(ens, key, X["val"], y["val"], names)
-        lm.save_importance_png(imp, reports / f"{args.name}-{key}" / "importance.png",
-                               f"{args.name}-{key}: top-20 features", xlabel=how)
-        report(key, m, ms_per_face=ms, artifact=artifact_info(shipped or saved, ROOT), figures=["importance.png"],
-               **sel.describe_chosen(ens, key, training, len(names), ext.upscale,
-                                     f" (load average {load[0]:.1f} on {os.cpu_count()} cores when timed)"),
-               extraction=extraction, timing=timing, subset=args.subset, top_features=dict(list(imp.items())[:20]),
-               importance_method=how,
-               **({"test_via_predictor": via_predictor["accuracy"]} if key == "ensemble" else {}))
-        print(f"{key:9s} train {m['train']['accuracy']:.4f} val {m['val']['accuracy']:.4f} "
-              f"test {m['test']['accuracy']:.4f} macro-F1 {m['test']['macro_f1']:.4f}")
+    out.chosen(ens, metrics_of, X["val"], y["val"], predictor.features.feature_names(), training, timing=timing,
+               extraction=extraction, artifact=artifact_info(shipped or saved, ROOT), upscale=ext.upscale,
+               subset=args.subset, test_via_predictor=via_predictor["accuracy"], log=print)
     if shipped:
-        path = reports / f"{args.name}-ensemble" / "report.json"
+        path = out.folder("ensemble") / "report.json"
         sel.record_shipped(shipped, models_root, metrics_of["ensemble"], command=training["command"], data=meta,
                            report=str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path))
         print(f"manifest {models_root / 'manifest.json'}: landmarks -> {shipped}")

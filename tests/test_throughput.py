@@ -348,3 +348,55 @@ def test_scaling_and_startup_markdown(tmp_path):
 def test_save_report_writes_json_and_markdown(tmp_path):
     j, m = tp.save_report(tmp_path / "new", "bench", {"x": np.float32(0.5)}, "# hi\n")
     assert json.loads(j.read_text()) == {"x": 0.5} and m.read_text() == "# hi\n"
+
+
+# ------------------------------------------------------------------------------------------ bench_realtime parts
+FAKE_WORKER = """import json, sys
+a = sys.argv[1:]
+model, threads = a[a.index("--worker") + 1], int(a[a.index("--tf-threads") + 1])
+if model == "bad":
+    sys.exit("no such model")
+if "--thread-sweep-only" in a:
+    print(json.dumps({"model": model, "ms_per_face": 10.0 / (threads or 4)}))
+else:
+    print(json.dumps({"runs": [{"model": model, "mode": m, "fps": 20.0, "cpu_util": 1.0} for m in a[a.index("--modes") + 1].split(",")]}))
+"""
+
+
+def test_bench_models_runs_one_worker_per_model_and_thread_count(tmp_path):
+    worker = tmp_path / "worker.py"
+    worker.write_text(FAKE_WORKER)
+    log = []
+    results, sweep = tp.bench_models([sys.executable, str(worker), "--modes", "pipelined,sequential"], ["a", "bad"],
+                                     tf_threads=1, sweep=[1, 0], n_frames=5, log=log.append)
+    assert [tp.realtime_label(r) for r in results] == ["a (pipelined)", "a (sequential)", "bad"]
+    assert results[2]["error"].startswith("exit 1: no such model")
+    assert sweep == {"a": {"1": 10.0, "0": 2.5}, "bad": {"1": None, "0": None}}
+    assert log[0] == "[bench] a (end to end, 5 frames)" and log[1] == "[bench]   a (pipelined): 20.0 FPS, CPU 1.00"
+    assert log[-1].startswith("[bench]   bad: exit 1")
+
+
+def test_run_fer_skips_without_fer_and_reads_its_worker(tmp_path):
+    assert tp.run_fer("none", "w.py", "f.npy", 2) == {"skipped": "skipped (--fer-python none)"}
+    gone = tp.run_fer(str(tmp_path / "python"), "w.py", "f.npy", 2)["skipped"]
+    assert gone.startswith("skipped: no python at") and tp.FER_INSTALL in gone
+    worker = tmp_path / "fer_worker.py"
+    worker.write_text("import fer_package_that_is_not_installed\n")
+    assert "`fer` not importable" in tp.run_fer(sys.executable, worker, "f.npy", 2)["skipped"]
+    raw = {"model": "fer", "version": "1", "t0": 0.0, "started": [0.0, 0.1], "finished": [0.1, 0.2], "faces": 2,
+           "detection_s": [0.05, 0.05]}
+    worker.write_text(f"import json, sys\nassert sys.argv[1:] == ['f.npy', '--warmup', '2']\nprint(json.dumps({raw!r}))\n")
+    assert tp.run_fer(sys.executable, worker, "f.npy", 2) == tp.worker_speed(raw)
+    worker.write_text("raise SystemExit('broken')\n")
+    assert tp.run_fer(sys.executable, worker, "f.npy", 2) == {"error": "exit 1: broken"}
+
+
+def test_realtime_report_keys_in_order_and_ratios():
+    results = [{"model": "a", "mode": "pipelined", "fps": 30.0}, {"model": "a", "mode": "sequential", "fps": 20.0}]
+    rep = tp.realtime_report(command="python x", settings={"frames": 5}, results=results, fer={"fps": 10.0},
+                             thread_sweep={"a": {"1": 3.0}}, loadavg_start=[1.0, 1.0, 1.0])
+    assert list(rep) == ["kind", "name", "date", "command", "env", "loadavg_start", "loadavg_end", "settings",
+                         "results", "fer", "speedup_vs_fer", "pipeline_gain", "thread_sweep"]
+    assert rep["kind"] == "benchmark" and rep["name"] == "bench-realtime" and rep["results"] == results
+    assert rep["speedup_vs_fer"] == {"a (pipelined)": 3.0, "a (sequential)": 2.0} and rep["pipeline_gain"] == {"a": 1.5}
+    json.dumps(rep, default=float)

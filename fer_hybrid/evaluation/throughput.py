@@ -13,7 +13,8 @@ sequential), so a benchmark measures the code a user runs, not a copy of it:
 Frames: :func:`load_frames` (decoded once, resized), :func:`cut_clips` / :func:`sample_clips` (short mp4
 files), :class:`LoopedFrames` (a video reopened at its end). Machine: :func:`rss_mb`, :func:`loadavg`,
 :func:`cpu_busy_fraction`. Processes: :func:`run_process` (wall time + the child's peak RSS) and
-:func:`subprocess_json` (a worker's JSON line).
+:func:`subprocess_json` (a worker's JSON line). bench_realtime: :func:`run_model` (the worker),
+:func:`bench_models` (one worker per model), :func:`run_fer` (the fer package) and :func:`realtime_report`.
 """
 from __future__ import annotations
 
@@ -487,6 +488,96 @@ def scaling_summary(runs: Sequence[dict]) -> dict:
         by["speedup_2_over_1_end_to_end"] = round(by["2"]["frames_per_s_end_to_end"]
                                                   / by["1"]["frames_per_s_end_to_end"], 3)
     return by
+
+
+# ---------------------------------------------------------------------------------------------
+# bench_realtime: one model per worker process, the fer package in its own interpreter
+# ---------------------------------------------------------------------------------------------
+REALTIME_MODES = ("pipelined", "sequential")  # the CLI's default first
+FER_INSTALL = ("python -m venv /work/venv-fer && /work/venv-fer/bin/pip install --no-deps fer && "
+               "/work/venv-fer/bin/pip install tensorflow-cpu 'opencv-python-headless<5' pandas requests pillow tqdm "
+               "'setuptools<81'")
+
+
+def run_model(model: str, frames_file: str | os.PathLike, draw: Callable, *, models_dir=None, tf_threads: int = 1,
+              modes: Sequence[str] = REALTIME_MODES, detect_every: int = 3, detect_width: int | None = 480,
+              warmup: int = 0, depth: int = PIPELINE_DEPTH, sweep_only: bool = False) -> dict:
+    """Worker: ``model`` in this process (one ``Analyzer``, TF intra-op threads ``tf_threads``) on the frames
+    saved in ``frames_file`` (.npy) -> {"runs": one :func:`video_speed` row per mode, each with a fresh
+    ``Analyzer.session()`` and ``draw(image, faces, classes, False)`` (the overlay) as on_frame}; with
+    ``sweep_only`` the model's :func:`batch1_ms_per_face` instead. Rows carry model, kind, threads, load seconds."""
+    from ..inference.analyzer import Analyzer
+    from ..keras_io import configure_tensorflow_threads
+    from ..predictors import model_spec
+
+    configure_tensorflow_threads(tf_threads)
+    t0 = time.perf_counter()
+    analyzer = Analyzer(model, models_dir=models_dir)
+    base = {"model": model, "kind": model_spec(model).kind, "tf_intra_op_threads": tf_threads,
+            "load_seconds": time.perf_counter() - t0}
+    frames = np.load(frames_file, mmap_mode="r")
+    if sweep_only:
+        return {**base, "ms_per_face": batch1_ms_per_face(analyzer.predictor, frames[0])}
+    runs = []
+    for mode in modes:
+        session = analyzer.session(detect_every, 0.5, detect_width or None)
+        r = video_speed(session, frames, pipeline=mode == "pipelined", warmup=warmup, depth=depth,
+                        on_frame=lambda f, faces: draw(f.image, faces, analyzer.classes, False))
+        r["overlay_ms"] = r.pop("on_frame_ms")
+        r["landmarks_ms"] = r["landmarks_ms"] or None  # 0: not reported apart (inside classification)
+        runs.append({**base, "mode": mode, **r})
+    return {"runs": runs}
+
+
+def bench_models(worker_cmd: Sequence[str], models: Sequence[str], *, tf_threads: int, sweep: Sequence[int],
+                 n_frames: int, env: dict | None = None, log: Callable[[str], object] | None = None) -> tuple[list, dict]:
+    """(rows, thread sweep) of each model, each run by ``worker_cmd`` + ``--worker MODEL --tf-threads N`` in
+    its own process (:func:`run_model` there): its end-to-end rows per mode ({"model", "error"} when the worker
+    failed) and {model: {threads: batch-1 ms/face}} for each thread count of ``sweep``."""
+    say = log or (lambda _: None)
+    results, sweep_rows = [], {}
+    for m in models:
+        say(f"[bench] {m} (end to end, {n_frames} frames)")
+        r = subprocess_json([*worker_cmd, "--worker", m, "--tf-threads", str(tf_threads)], 3600, env)
+        runs = r.get("runs") or [{"model": m, **r}]
+        results.extend(runs)
+        for run in runs:
+            got = f"{run['fps']:.1f} FPS, CPU {run['cpu_util']:.2f}" if "fps" in run else run.get("error", "?")
+            say(f"[bench]   {realtime_label(run)}: {got}")
+        for t in sweep:
+            r = subprocess_json([*worker_cmd, "--worker", m, "--tf-threads", str(t), "--thread-sweep-only"], 600, env)
+            sweep_rows.setdefault(m, {})[str(t)] = r.get("ms_per_face")
+    return results, sweep_rows
+
+
+def run_fer(python: str, worker: str | os.PathLike, frames_file: str | os.PathLike, warmup: int) -> dict:
+    """The fer package's FER() on the same frames, timed by ``worker`` (experiments/_bench_fer_worker.py) in the
+    interpreter ``python`` -> :func:`worker_speed`; {'skipped': why} when ``python`` is "none"/"" or absent, or
+    cannot import fer; {'error': ...} when the worker fails otherwise."""
+    if python in ("", "none"):
+        return {"skipped": "skipped (--fer-python none)"}
+    if not Path(python).exists():
+        return {"skipped": f"skipped: no python at {python} (install fer into a separate venv: {FER_INSTALL})"}
+    r = subprocess_json([python, str(worker), str(frames_file), "--warmup", str(warmup)], 3600)
+    if "error" not in r:
+        return worker_speed(r)
+    if "No module named" in r["error"]:
+        return {"skipped": f"skipped: `fer` not importable by {python} ({r['error']})"}
+    return r
+
+
+def realtime_report(*, command: str, settings: dict, results: Sequence[dict], fer: dict, thread_sweep: dict,
+                    loadavg_start: list | None) -> dict:
+    """benchmark.json of bench_realtime (kind "benchmark"): date, command, environment, load average at the
+    start and now, ``settings``, the rows, fer's row, :func:`realtime_ratios` and the thread sweep."""
+    import datetime as dt
+
+    from ..evaluate import environment   # imported here: it pulls in sklearn, which a worker does not need
+
+    return {"kind": "benchmark", "name": "bench-realtime", "date": dt.datetime.now().isoformat(timespec="seconds"),
+            "command": command, "env": environment(), "loadavg_start": loadavg_start, "loadavg_end": loadavg(),
+            "settings": settings, "results": list(results), "fer": fer, **realtime_ratios(results, fer),
+            "thread_sweep": thread_sweep}
 
 
 # ---------------------------------------------------------------------------------------------
