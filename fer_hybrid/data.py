@@ -24,7 +24,6 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from . import _atomic
 from .labels import FER2013_EMOTIONS, STUDY_EMOTIONS
 
 SPLITS = ("train", "val", "test")
@@ -262,21 +261,9 @@ def _cache_file(sha: str, on_error: str) -> Path:
 
 
 def _load_all(path: Path, sha: str, on_error: str, use_cache: bool) -> dict:
-    cfile = _cache_file(sha, on_error)
-    if use_cache and cfile.exists():
-        try:
-            with np.load(cfile, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
-        except (OSError, ValueError) as e:  # a damaged cache is rebuilt, never trusted
-            warnings.warn(f"ignoring unreadable cache {cfile}: {e}")
-    arrays = decode_source(path, on_error)
-    if use_cache:
-        try:
-            with _atomic.atomic_path(cfile) as tmp:
-                np.savez(tmp, **arrays)
-        except OSError as e:
-            warnings.warn(f"could not write cache {cfile}: {e}")
-    return arrays
+    from .npz_cache import load_or_compute   # a damaged cache is rebuilt, never trusted
+
+    return load_or_compute(_cache_file(sha, on_error), lambda: decode_source(path, on_error), store=use_cache)[0]
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ arrays are never loaded. The caller puts everything the arrays depend on into ``
 from __future__ import annotations
 
 import os
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Callable, Mapping
@@ -26,16 +27,31 @@ def read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray] | None:
         return None
 
 
+def load_or_compute(path: str | os.PathLike, compute: Callable[[], Mapping[str, np.ndarray]], *,
+                    refresh: bool = False, store: bool = True,
+                    what: str = "cache") -> tuple[dict[str, np.ndarray], bool]:
+    """(``{name: array}``, computed?) from the ``.npz`` at ``path`` if it reads back, else ``compute()`` saved
+    there. ``refresh``: compute and overwrite even when the file reads; ``store=False``: neither read nor
+    write. An unreadable file or a failed write is a warning naming ``what`` and the path, never an error."""
+    path = Path(path)
+    if store and not refresh and path.exists():
+        found = read_arrays(path)
+        if found is not None:
+            return found, False
+        warnings.warn(f"ignoring unreadable {what} {path}")
+    arrays = {k: np.asarray(v) for k, v in compute().items()}
+    if store:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with _atomic.atomic_path(path, suffix=".npz") as tmp:
+                with open(tmp, "wb") as f:  # a file object: numpy would append ".npz" to a temporary name
+                    np.savez(f, **arrays)
+        except OSError as e:
+            warnings.warn(f"could not write {what} {path}: {e}")
+    return arrays, True
+
+
 def cached_arrays(path: str | os.PathLike,
                   compute: Callable[[], Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """``{name: array}`` from the ``.npz`` at ``path`` if it reads back, else ``compute()`` saved there."""
-    path = Path(path)
-    found = read_arrays(path) if path.exists() else None
-    if found is not None:
-        return found
-    arrays = {k: np.asarray(v) for k, v in compute().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with _atomic.atomic_path(path, suffix=".npz") as tmp:
-        with open(tmp, "wb") as f:  # a file object: numpy would append ".npz" to a temporary name
-            np.savez(f, **arrays)
-    return arrays
+    return load_or_compute(path, compute)[0]

@@ -34,3 +34,35 @@ def test_object_arrays_are_never_unpickled(tmp_path):
     np.savez(path, x=np.array([{"a": 1}], dtype=object))
     assert read_arrays(path) is None  # allow_pickle=False: refused, so it is recomputed
     assert cached_arrays(path, lambda: {"x": np.zeros(2)})["x"].tolist() == [0.0, 0.0]
+
+
+def test_refresh_store_and_warnings(tmp_path):
+    import warnings
+
+    import pytest
+
+    from fer_hybrid.npz_cache import load_or_compute
+
+    path = tmp_path / "c.npz"
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"x": np.full(2, len(calls))}
+
+    assert load_or_compute(path, compute)[1] is True and load_or_compute(path, compute)[1] is False
+    z, computed = load_or_compute(path, compute, refresh=True)          # recomputed and overwritten
+    assert computed and z["x"].tolist() == [2, 2] and read_arrays(path)["x"].tolist() == [2, 2]
+    z, computed = load_or_compute(tmp_path / "none.npz", compute, store=False)
+    assert computed and not (tmp_path / "none.npz").exists()
+    path.write_bytes(b"garbage")
+    with pytest.warns(UserWarning, match="ignoring unreadable landmark cache .*c.npz"):
+        load_or_compute(path, compute, what="landmark cache")
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    with pytest.warns(UserWarning, match="could not write cache"):
+        z, _ = load_or_compute(blocked / "c.npz", compute)     # a cache is a convenience: the arrays still come back
+    assert z["x"].tolist() == [5, 5]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_or_compute(path, compute)                          # readable again: no warning

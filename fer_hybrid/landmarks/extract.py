@@ -26,15 +26,14 @@ import dataclasses
 import multiprocessing as mp
 import os
 import time
-import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .. import _atomic
 from ..data import cache_dir, load_fer2013
 from ..labels import FER2013_EMOTIONS
+from ..npz_cache import load_or_compute
 from . import detect
 from .features import mirror_points
 
@@ -187,27 +186,17 @@ def extract_fer2013(source, method: str = "fixed", upscale: int = UPSCALE, n_job
     ``refresh``: extract (and time) again and overwrite the cache; ``use_cache=False``: neither read nor write it."""
     _check_method(method)
     data = load_fer2013(source, classes=FER2013_EMOTIONS)
-    cfile = cache_file(data.sha256, method, upscale)
-    if use_cache and not refresh and cfile.exists():
-        try:
-            with np.load(cfile, allow_pickle=False) as z:
-                return Extraction(z["keys"], z["points"], method, upscale, float(z["seconds"]), int(z["n_jobs"]),
-                                  data.sha256, from_cache=True)
-        except (OSError, ValueError, KeyError) as e:
-            warnings.warn(f"ignoring unreadable landmark cache {cfile}: {e}")
-    keys = np.concatenate([data.split(s).keys for s in ("train", "val", "test")])
-    x = np.concatenate([data.split(s).x for s in ("train", "val", "test")])
-    t0 = time.perf_counter()
-    points = extract(x, method, upscale, n_jobs=n_jobs, progress=progress)
-    seconds = time.perf_counter() - t0
-    ext = Extraction(keys, points, method, upscale, seconds, n_jobs, data.sha256)
-    if use_cache:
-        try:
-            with _atomic.atomic_path(cfile) as tmp:
-                np.savez(tmp, keys=keys, points=points, seconds=seconds, n_jobs=n_jobs)
-        except OSError as e:
-            warnings.warn(f"could not write landmark cache {cfile}: {e}")
-    return ext
+    def compute() -> dict:
+        keys = np.concatenate([data.split(s).keys for s in ("train", "val", "test")])
+        x = np.concatenate([data.split(s).x for s in ("train", "val", "test")])
+        t0 = time.perf_counter()
+        points = extract(x, method, upscale, n_jobs=n_jobs, progress=progress)
+        return {"keys": keys, "points": points, "seconds": time.perf_counter() - t0, "n_jobs": n_jobs}
+
+    z, computed = load_or_compute(cache_file(data.sha256, method, upscale), compute, refresh=refresh,
+                                  store=use_cache, what="landmark cache")
+    return Extraction(z["keys"], z["points"], method, upscale, float(z["seconds"]), int(z["n_jobs"]), data.sha256,
+                      from_cache=not computed)
 
 
 def failure_rates(failed: np.ndarray, y: np.ndarray, classes: Sequence[str]) -> dict:
@@ -277,27 +266,17 @@ def extract_appearance_fer2013(source, appearance, method: str = "fixed-mirror",
     _check_method(method)
     data = load_fer2013(source, classes=FER2013_EMOTIONS)
     params = appearance.descriptor_params()
-    cfile = appearance_cache_file(data.sha256, method, params, upscale)
-    if use_cache and not refresh and cfile.exists():
-        try:
-            with np.load(cfile, allow_pickle=False) as z:
-                return AppearanceExtraction(z["keys"], z["raw"], z["raw_mirror"], params, method, float(z["seconds"]),
-                                            data.sha256, from_cache=True)
-        except (OSError, ValueError, KeyError) as e:
-            warnings.warn(f"ignoring unreadable appearance cache {cfile}: {e}")
-    ext = extract_fer2013(source, method, upscale, n_jobs=n_jobs, progress=progress)  # landmarks: always cached
-    keys = np.concatenate([data.split(s).keys for s in ("train", "val", "test")])
-    x = np.concatenate([data.split(s).x for s in ("train", "val", "test")])
-    points = ext.points_for(keys)
-    t0 = time.perf_counter()
-    raw = appearance.describe(x, points, progress=progress)
-    raw_mirror = appearance.describe(*mirror_faces(x, points), progress=progress)
-    seconds = time.perf_counter() - t0
-    out = AppearanceExtraction(keys, raw, raw_mirror, params, method, seconds, data.sha256)
-    if use_cache:
-        try:
-            with _atomic.atomic_path(cfile) as tmp:
-                np.savez(tmp, keys=keys, raw=raw, raw_mirror=raw_mirror, seconds=seconds)
-        except OSError as e:
-            warnings.warn(f"could not write appearance cache {cfile}: {e}")
-    return out
+    def compute() -> dict:
+        ext = extract_fer2013(source, method, upscale, n_jobs=n_jobs, progress=progress)  # landmarks: always cached
+        keys = np.concatenate([data.split(s).keys for s in ("train", "val", "test")])
+        x = np.concatenate([data.split(s).x for s in ("train", "val", "test")])
+        points = ext.points_for(keys)
+        t0 = time.perf_counter()
+        raw = appearance.describe(x, points, progress=progress)
+        raw_mirror = appearance.describe(*mirror_faces(x, points), progress=progress)
+        return {"keys": keys, "raw": raw, "raw_mirror": raw_mirror, "seconds": time.perf_counter() - t0}
+
+    z, computed = load_or_compute(appearance_cache_file(data.sha256, method, params, upscale), compute,
+                                  refresh=refresh, store=use_cache, what="appearance cache")
+    return AppearanceExtraction(z["keys"], z["raw"], z["raw_mirror"], params, method, float(z["seconds"]),
+                                data.sha256, from_cache=not computed)
