@@ -35,6 +35,7 @@ from ..errors import ArtifactError
 from ..evaluate import file_sha256
 from ..ferplus import FerPlusLabels, ferplus_metrics, summary
 from ..reports import ReportError, read_report, write_report
+from ..verify import predict_chunked
 
 STATUSES = ("updated", "kept", "skipped", "ignored")
 
@@ -151,7 +152,7 @@ def predict_test(model, inputs: CrosscheckInputs, batch: int = 512) -> np.ndarra
         cnn_p, emb = model.cnn.predict(x)
         pts = inputs.points(model.landmarks.method)
         return model.fuse(cnn_p, emb, model.landmarks.predict_proba_points(x, pts), pts)
-    return np.concatenate([model.predict_proba(x[i:i + batch]) for i in range(0, len(x), batch)])
+    return predict_chunked(model.predict_proba, x, batch)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,6 +12,8 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from ..verify import predict_chunked
+
 MAX_DIFF = 1e-4  # the agreement bar of an ONNX graph with its Keras model (probabilities)
 
 
@@ -34,11 +36,9 @@ def choose_keras_cnn(keras_cnns: Mapping[str, dict], name: str = "best-val") -> 
 
 def chunked(predict_proba: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch_size: int | None = 512):
     """``predict_proba`` over ``x`` in chunks of ``batch_size`` (None: one call)."""
-    if batch_size is None:
-        return np.asarray(predict_proba(x))
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be >= 1 or None, got {batch_size}")
-    return np.concatenate([predict_proba(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+    return predict_chunked(predict_proba, x, batch_size or max(len(x), 1))
 
 
 def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
