@@ -40,7 +40,8 @@ def _finite_rows(*arrays: np.ndarray) -> np.ndarray:
     return ok
 
 
-def _accuracy(p: np.ndarray, y: np.ndarray) -> float:
+def accuracy(p: np.ndarray, y: np.ndarray) -> float:
+    """Fraction of rows of ``p`` (n, k) whose argmax is the label ``y`` (n,); NaN when n = 0."""
     return float((np.asarray(p).argmax(1) == np.asarray(y)).mean()) if len(y) else float("nan")
 
 
@@ -84,7 +85,7 @@ class LateFusion:
         best, self.scores_ = (-1.0, np.inf, None), {}
         for w in grid:
             p = w * pc[ok] + (1 - w) * pl[ok]
-            acc, ll = _accuracy(p, y[ok]), _log_loss(p, y[ok])
+            acc, ll = accuracy(p, y[ok]), _log_loss(p, y[ok])
             self.scores_[float(w)] = acc
             if acc > best[0] + 1e-12 or (abs(acc - best[0]) <= 1e-12 and ll < best[1]):
                 best = (acc, ll, float(w))
@@ -141,7 +142,7 @@ class StackingFusion:
         self.cv_scores_ = {}
         for C in self.Cs:
             oof = cross_val_predict(LogisticRegression(C=C, max_iter=2000), Z, yy, cv=folds, method="predict_proba")
-            self.cv_scores_[float(C)] = _accuracy(oof, yy)
+            self.cv_scores_[float(C)] = accuracy(oof, yy)
         self.C_ = max(self.cv_scores_, key=lambda c: (self.cv_scores_[c], -c))
         self.cv_accuracy_ = self.cv_scores_[self.C_]
         self.val_accuracy_ = self.cv_accuracy_  # the honest estimate: out-of-fold
@@ -234,7 +235,7 @@ class FeatureFusion:
                     model.fit(Z[ok], y[ok], X_val=Zv[okv], y_val=yv[okv])  # early stopping on val, as the landmark track
                 else:
                     model.fit(Z[ok], y[ok])
-                acc = _accuracy(model.predict_proba(Zv[okv]), yv[okv])
+                acc = accuracy(model.predict_proba(Zv[okv]), yv[okv])
                 self.scores_.append((params, acc))
                 if acc > best[0]:
                     best = (acc, model, params)
@@ -301,7 +302,7 @@ def ensemble_selection(probas: Sequence[np.ndarray], y: np.ndarray, rounds: int 
     counts = np.zeros(len(probas))
     total = np.zeros_like(probas[0])
     for r in range(int(rounds)):
-        scores = [(_accuracy(total + p, y), -_log_loss((total + p) / (r + 1), y)) for p in probas]
+        scores = [(accuracy(total + p, y), -_log_loss((total + p) / (r + 1), y)) for p in probas]
         best = max(range(len(probas)), key=lambda i: scores[i])
         counts[best] += 1
         total += probas[best]

@@ -34,6 +34,7 @@ import numpy as np
 
 from . import artifacts
 from . import fusion as fz
+from .fusion import accuracy
 from .data import cache_dir
 from .errors import ArtifactMissingError
 from .hybrid import CNNEnsemblePredictor, HybridPredictor, landmark_features
@@ -41,11 +42,6 @@ from .npz_cache import cached_arrays
 from .safe_io import file_sha256
 
 SPLITS = ("train", "val", "test")
-
-
-def accuracy(proba: np.ndarray, y: np.ndarray) -> float:
-    """Fraction of rows whose argmax is the label."""
-    return float((np.asarray(proba).argmax(1) == np.asarray(y)).mean())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -213,7 +213,7 @@ def test_ensemble_selection_drops_a_useless_member_and_keeps_complementary_ones(
     w = fz.ensemble_selection([a, b, c], y, rounds=20)
     assert w.shape == (3,) and w.sum() == pytest.approx(1.0)
     assert w[2] == 0 and w[0] > 0 and w[1] > 0
-    assert fz._accuracy(w[0] * a + w[1] * b, y) > max(fz._accuracy(a, y), fz._accuracy(b, y))
+    assert fz.accuracy(w[0] * a + w[1] * b, y) > max(fz.accuracy(a, y), fz.accuracy(b, y))
     with pytest.raises(ValueError, match="at least one"):
         fz.ensemble_selection([], y)
 
