@@ -241,11 +241,10 @@ class VideoSession:
         self.face_predictor = predictor if isinstance(predictor, FacePredictor) else FacePredictor(
             predictor, crop_margin, want_landmarks, align, temperature)
         self.predictor = self.face_predictor.predictor
-        want_landmarks = self.face_predictor.landmarks
         self.classes = self.face_predictor.classes
         self.tracker = FaceTracker(detect_every, detect_width, smoothing, upsample, rescue_threshold=rescue_threshold)
         self.crop_margin = self.face_predictor.crop_margin
-        self.want_landmarks = bool(want_landmarks)
+        self.want_landmarks = self.face_predictor.landmarks
         self.timings = {"detection": 0.0, "landmarks": 0.0, "classification": 0.0}
         self.last_timings = dict(self.timings)
 
