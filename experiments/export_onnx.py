@@ -13,8 +13,8 @@ Method:
    of both, alternating blocks so load changes hit both alike.
 5. Accuracy of the ONNX model as run (train/val/test) in a standard report, ``experiments/reports/NAME-onnx``.
 6. ``--ship`` writes ``models/NAME.onnx`` and the manifest entry ``NAME-onnx`` (loader ``onnx``);
-   ``--make-default`` then makes the model the default: the ONNX entry when it agrees within 1e-4 and is
-   faster, else the Keras entry.
+   ``--make-default`` then makes the model the default if its val accuracy as run beats the current
+   default's (chosen on val): the ONNX entry when it agrees within 1e-4 and is faster, else the Keras entry.
 """
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="intra-op threads of both runtimes (default 1)")
     ap.add_argument("--repeats", type=int, default=5, help="alternating timing blocks of 50 calls (default 5)")
     ap.add_argument("--ship", action="store_true", help="write models/NAME.onnx and its manifest entry")
-    ap.add_argument("--make-default", action="store_true", help="with --ship: make the faster agreeing form the default")
+    ap.add_argument("--make-default", action="store_true",
+                    help="with --ship: make the faster agreeing form the default if it beats the default on val")
     ap.add_argument("--reports", default=str(ROOT / "experiments" / "reports"))
     args = ap.parse_args(argv)
     os.environ.update({"TF_NUM_INTRAOP_THREADS": str(args.threads), "TF_NUM_INTEROP_THREADS": "1"})
@@ -102,9 +103,12 @@ def main(argv=None) -> int:
             description=f"{name} with its {spec.tta} TTA inside an ONNX graph, run by onnxruntime without TensorFlow",
             train_command=manifest[name].get("train_command") or manifest[name].get("command"))
         if args.make_default:
-            default = f"{name}-onnx" if onnx["agrees"] and onnx["faster"] else name
-            artifacts.set_default(default)
-            summary["default"] = default
+            better, why = O.beats_default(artifacts.read_manifest(), metrics["val"]["accuracy"])
+            print(why)
+            if better:
+                default = f"{name}-onnx" if onnx["agrees"] and onnx["faster"] else name
+                artifacts.set_default(default)
+                summary["default"] = default
     print(json.dumps(summary))
     return 0
 

@@ -21,9 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fer_hybrid import _atomic, artifacts  # noqa: E402
+from fer_hybrid import _atomic, artifacts, reports  # noqa: E402
 from fer_hybrid.artifacts import manifest_metrics  # noqa: E402
-from fer_hybrid.safe_io import file_sha256  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -39,9 +38,10 @@ def main(argv=None) -> int:
         print(f"error: no report {report_path}", file=sys.stderr)
         return 2
     report = json.loads(report_path.read_text())
-    checkpoint = ROOT / report["artifact"]["path"]
-    if not checkpoint.exists() or file_sha256(checkpoint) != report["artifact"]["sha256"]:
-        print(f"error: {checkpoint} is missing or not the file the report evaluated (sha256 differs)", file=sys.stderr)
+    try:
+        checkpoint = reports.reported_artifact(report, ROOT)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
 
     # 2. Choice on val against what is registered under that name.

@@ -54,6 +54,19 @@ def artifact_info(path: str | os.PathLike | None, root: str | os.PathLike | None
     return {"path": shown.as_posix(), "sha256": file_sha256(p), "bytes": p.stat().st_size}
 
 
+def reported_artifact(report: dict, root: str | os.PathLike) -> Path:
+    """The file a report evaluated (its ``artifact`` path under ``root``), checked against the report's sha256.
+    ValueError when the report names no file, or the file is missing or differs (the report would not describe
+    it)."""
+    info = report.get("artifact") or {}
+    if not info.get("path"):
+        raise ValueError(f"report {report.get('name')!r} names no artifact")
+    path = Path(root) / info["path"]
+    if not path.exists() or file_sha256(path) != info.get("sha256"):
+        raise ValueError(f"{path} is missing or not the file report {report.get('name')!r} evaluated (sha256 differs)")
+    return path
+
+
 def make_report(*, name: str, kind: str, weights: str | None, metrics: dict, command: str | None = None,
                 seconds_per_epoch: float | None = None, ms_per_face: float | None = None,
                 params: int | None = None, artifact: dict | None = None, data: dict | None = None,

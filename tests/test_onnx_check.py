@@ -92,3 +92,11 @@ def test_export_and_check_tiny_model(tmp_path):
     assert info["file"] == "tiny.onnx" and (tmp_path / "tiny.onnx").is_file() and len(info["sha256"]) == 64
     assert 0 <= info["max_abs_diff_vs_keras_val"] < 1e-4
     assert info["keras_ms_per_face"] == 9.0 and info["ms_per_face"] > 0
+
+
+def test_a_model_becomes_the_default_only_when_it_beats_it_on_val():
+    manifest = {"default": "d", "models": {"d": {"metrics": {"val": {"accuracy": 0.74}}}}}
+    assert O.beats_default(manifest, 0.75)[0] is True
+    better, why = O.beats_default(manifest, 0.74)
+    assert better is False and "does not beat the default d (0.7400)" in why
+    assert O.beats_default({"default": "x", "models": {"x": {}}}, 0.1)[0] is True

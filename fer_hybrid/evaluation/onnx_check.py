@@ -34,6 +34,20 @@ def choose_keras_cnn(keras_cnns: Mapping[str, dict], name: str = "best-val") -> 
     return name
 
 
+def beats_default(manifest: Mapping[str, object], val_accuracy: float) -> tuple[bool, str]:
+    """Whether a model with ``val_accuracy`` (as run) should replace the manifest's default: only when its val
+    accuracy is higher than the default's recorded val accuracy (choice on val; test never compared).
+    Returns (decision, a one-line reason)."""
+    current = manifest.get("default")
+    entry = manifest.get("models", {}).get(current, {})
+    old = entry.get("metrics", {}).get("val", {}).get("accuracy")
+    if old is None:
+        return True, f"the default {current!r} records no val accuracy"
+    if val_accuracy > old:
+        return True, f"val {val_accuracy:.4f} beats the default {current} ({old:.4f})"
+    return False, f"val {val_accuracy:.4f} does not beat the default {current} ({old:.4f}); default unchanged"
+
+
 def chunked(predict_proba: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch_size: int | None = 512):
     """``predict_proba`` over ``x`` in chunks of ``batch_size`` (None: one call)."""
     if batch_size is not None and batch_size < 1:

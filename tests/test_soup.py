@@ -1,0 +1,129 @@
+"""Model soups (fer_hybrid.cnn.soup), the soup experiment's pieces (evaluation.soup_report) and the script."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from fer_hybrid.cnn.soup import average_weights, check_compatible, greedy_soup
+from fer_hybrid.evaluation.soup_report import ingredient_file
+from fer_hybrid.reports import artifact_info, reported_artifact
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny(kernel: float, units: int = 3, name: str = "tiny"):
+    """Dense(units) + BatchNorm on 2 inputs, every kernel entry = ``kernel``, BN moving mean = ``kernel``."""
+    inp = keras.Input((2,))
+    out = keras.layers.BatchNormalization(name="bn")(keras.layers.Dense(units, name="dense")(inp))
+    m = keras.Model(inp, out, name=name)
+    dense, bn = m.get_layer("dense"), m.get_layer("bn")
+    dense.set_weights([np.full((2, units), kernel, np.float32), np.zeros(units, np.float32)])
+    gamma, beta, mean, var = bn.get_weights()
+    bn.set_weights([gamma, beta, np.full_like(mean, kernel), var])
+    return m
+
+
+def kernel_mean(m) -> float:
+    return float(m.get_layer("dense").get_weights()[0].mean())
+
+
+def test_average_weights_is_the_mean_of_every_float_weight_batch_norm_statistics_included():
+    a, b = tiny(1.0), tiny(3.0)
+    soup = average_weights([a, b])
+    assert soup is not a and soup is not b
+    np.testing.assert_allclose(soup.get_layer("dense").get_weights()[0], 2.0)
+    np.testing.assert_allclose(soup.get_layer("bn").get_weights()[2], 2.0)   # moving mean averaged
+    assert kernel_mean(a) == 1.0 and kernel_mean(b) == 3.0                    # ingredients untouched
+    x = np.ones((4, 2), np.float32)
+    assert soup.predict(x, verbose=0).shape == (4, 3)
+
+
+def test_coefficients_weight_the_average_and_are_checked():
+    a, b = tiny(1.0), tiny(3.0)
+    assert kernel_mean(average_weights([a, b], [1, 0])) == pytest.approx(1.0)
+    assert kernel_mean(average_weights([a, b], [1, 3])) == pytest.approx(2.5)
+    for bad in ([1], [-1, 2], [0, 0]):
+        with pytest.raises(ValueError, match="non-negative"):
+            average_weights([a, b], bad)
+
+
+def test_ingredients_of_different_architectures_are_refused():
+    with pytest.raises(ValueError, match="different architecture"):
+        check_compatible([tiny(1.0), tiny(1.0, units=4, name="wider")])
+    with pytest.raises(ValueError, match="at least one"):
+        average_weights([])
+
+
+def test_greedy_soup_adds_ingredients_by_score_while_the_score_holds():
+    models = [tiny(10.0), tiny(1.0), tiny(3.0)]          # own scores -8, -1, -1 against the target 2
+
+    def score(m):
+        return -abs(kernel_mean(m) - 2.0)
+
+    r = greedy_soup(models, score)
+    assert r.scores == [-8.0, -1.0, -1.0]
+    assert r.chosen == [1, 2]                            # 1 first (tie broken by order), 2 joins (soup = 2.0)
+    assert [(t["ingredient"], t["kept"]) for t in r.trail] == [(1, True), (2, True), (0, False)]
+    assert r.score == pytest.approx(0.0)
+    assert kernel_mean(r.model) == pytest.approx(2.0)
+
+
+def test_greedy_soup_of_one_good_ingredient_is_that_ingredient():
+    best = tiny(2.0)
+    r = greedy_soup([best, tiny(50.0)], lambda m: -abs(kernel_mean(m) - 2.0))
+    assert r.chosen == [0] and r.model is best
+    assert r.trail[1]["kept"] is False
+
+
+def test_reported_artifact_checks_the_file_the_report_evaluated(tmp_path):
+    f = tmp_path / "ckpt" / "final.keras"
+    f.parent.mkdir()
+    f.write_bytes(b"weights")
+    report = {"name": "r", "artifact": artifact_info(f, tmp_path)}
+    assert reported_artifact(report, tmp_path) == tmp_path / "ckpt" / "final.keras"
+    f.write_bytes(b"changed")
+    with pytest.raises(ValueError, match="sha256 differs"):
+        reported_artifact(report, tmp_path)
+    with pytest.raises(ValueError, match="names no artifact"):
+        reported_artifact({"name": "r", "artifact": None}, tmp_path)
+
+
+def test_ingredient_file_takes_registered_keras_cnns_and_refuses_the_rest(tmp_path):
+    assert ingredient_file("vggbn", ROOT).name == "vggbn.keras"
+    with pytest.raises(ValueError, match="not a Keras network"):
+        ingredient_file("landmarks", ROOT)
+    with pytest.raises(ValueError, match="neither a registered model nor a report"):
+        ingredient_file("no-such-model", tmp_path)
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("_exp_model_soup", ROOT / "experiments" / "model_soup.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_model_soup_script_writes_the_report_of_what_it_chose(sample_tar, tmp_path, capsys):
+    rc = _script().main(["--ingredients", "vggbn,vggbn-ft", "--name", "soup-test", "--data", str(sample_tar),
+                         "--reports", str(tmp_path / "reports"), "--checkpoints", str(tmp_path / "ckpt")])
+    assert rc == 0
+    report = json.loads((tmp_path / "reports" / "soup-test" / "report.json").read_text())
+    soup = report["soup"]
+    assert [i["name"] for i in soup["ingredients"]] == ["vggbn", "vggbn-ft"]
+    assert set(soup["chosen"]) <= {"vggbn", "vggbn-ft"} and soup["chosen"]
+    assert soup["val_accuracy"] == pytest.approx(report["metrics"]["val"]["accuracy"])  # same model, same TTA
+    assert report["metrics"]["val"]["n"] == 15 and report["tta"] is True
+    assert (tmp_path / "ckpt" / "soup-test" / "soup.keras").exists()
+
+
+def test_model_soup_script_fails_in_one_line_on_an_unknown_ingredient(sample_tar, tmp_path, capsys):
+    rc = _script().main(["--ingredients", "vggbn,nope", "--data", str(sample_tar),
+                         "--reports", str(tmp_path / "r"), "--checkpoints", str(tmp_path / "c")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "nope" in err[0]
+    assert not (tmp_path / "r").exists()
