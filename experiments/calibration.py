@@ -14,7 +14,8 @@ Method (library: fer_hybrid.evaluation.calibration).
    calibration give the small-sample reference, since ECE over ~585 faces reads higher than over 2,926).
    ``--keep-labels`` restricts the choice to temperature scaling, which rescales every row without changing
    its arg-max, so the labels (and accuracy) are exactly the uncalibrated model's.
-4. Keep. The chosen calibration is kept only if it lowers ECE on test.
+4. Keep. The chosen calibration is kept only if it lowers the cross-validated ECE inside val below that of
+   the probabilities as shipped; test ECE is reported, never used to decide.
 5. Report. report.json/.md (metrics = calibrated probabilities), reliability_val.png and reliability_test.png
    in experiments/reports/calibration-<model>/ (``--out``: another folder). With ``--ship`` the kept
    calibration is recorded in the model's manifest entry (``calibration``), and ``Analyzer``
@@ -72,7 +73,7 @@ def main(argv=None) -> int:
     allowed = cal.eligible(c, args.keep_labels)
     chosen = cal.choose_on_val(c, allowed)
 
-    # 4. keep the chosen calibration only if it lowers ECE on test
+    # 4. keep the chosen calibration only if it lowers the cross-validated ECE inside val (test only reported)
     keep, final = cal.kept_calibration(c, chosen)
     metrics = cal.calibrated_metrics(proba, y, final, c.before, classes, args.bins)
 

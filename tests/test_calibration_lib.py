@@ -29,14 +29,14 @@ def compared(overconfident):
     return cal.compare_calibrations(*overconfident, CLASSES)
 
 
-def comparison(bias_val_acc=0.69, temperature_test_ece=0.02):
+def comparison(bias_val_acc=0.69, temperature_test_ece=0.02, temperature_cv=0.04):
     s = {"accuracy": 0.7, "ece": 0.05}
     return cal.Comparison(
         before={"val": s, "test": {"ece": 0.06}},
         after={"temperature": {"val": {"accuracy": 0.7}, "test": {"ece": temperature_test_ece}},
                "temperature+bias": {"val": {"accuracy": bias_val_acc}, "test": {"ece": 0.01}}},
         fitted={"temperature": cal.Calibration(1.4), "temperature+bias": cal.Calibration(1.2, [0.0, 0.3, 0, 0, 0])},
-        cv={"temperature": 0.04, "temperature+bias": 0.03, cal.AS_SHIPPED: 0.06})
+        cv={"temperature": temperature_cv, "temperature+bias": 0.03, cal.AS_SHIPPED: 0.06})
 
 
 def test_cross_validated_ece_known_answer_and_fits_on_the_other_folds():
@@ -80,19 +80,22 @@ def test_eligible_and_choice_on_val():
         cal.choose_on_val(both, [])
 
 
-def test_the_chosen_calibration_is_kept_only_if_it_lowers_test_ece():
+def test_the_chosen_calibration_is_kept_only_if_it_lowers_ece_inside_val_never_by_test():
     keep, final = cal.kept_calibration(comparison(), "temperature")
     assert keep is True and final.temperature == 1.4
-    keep, final = cal.kept_calibration(comparison(temperature_test_ece=0.07), "temperature")
+    keep, _ = cal.kept_calibration(comparison(temperature_test_ece=0.07), "temperature")
+    assert keep is True                                   # a worse test ECE does not change the decision
+    keep, final = cal.kept_calibration(comparison(temperature_cv=0.06), "temperature")
     assert keep is False and final == cal.Calibration() and final.to_json() == {"temperature": 1.0, "bias": None}
 
 
 def test_verdict_and_notes():
     c = comparison()
     assert cal.verdict(c, "temperature", True, c.fitted["temperature"]) == \
-        "kept temperature (T=1.4000): test ECE 0.0600 -> 0.0200"
+        "kept temperature (T=1.4000): cross-validated val ECE 0.0600 -> 0.0400, test ECE 0.0600 -> 0.0200"
     assert cal.verdict(c, "temperature+bias", False, cal.Calibration()) == \
-        "temperature+bias was chosen on val but did not lower test ECE (0.0600 -> 0.0100); not kept"
+        ("temperature+bias was chosen on val but did not lower the cross-validated val ECE (0.0600 -> 0.0300); "
+         "not kept (test ECE would have gone 0.0600 -> 0.0100)")
     notes = cal.report_notes("m", "flip", ["temperature", "temperature+bias"], "kept x")
     assert "(test-time augmentation 'flip')" in notes and "5-fold ECE" in notes
     assert "keep val accuracy (temperature, temperature+bias); kept x. metrics.*" in notes
