@@ -931,10 +931,14 @@ def test_realtime_output_mode_and_symlinks(case, tmp_path, models):
 
 # ------------------------------------------------------------------------------- writes that fail, signals
 def start_realtime(*argv, fsize: int | None = None, env: dict | None = None) -> subprocess.Popen:
-    """python -m fer_hybrid.realtime as a child process (optionally with RLIMIT_FSIZE = ``fsize`` bytes)."""
+    """python -m fer_hybrid.realtime as a child process (optionally with RLIMIT_FSIZE = ``fsize`` bytes), with
+    SIGINT at its default as in a terminal: a test run started in the background (``cmd &`` in a script)
+    inherits an ignored SIGINT, and Python keeps it ignored, so Ctrl-C could not be tested."""
     import resource
+    import signal
 
     def limit():
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         if fsize is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
 
