@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     try:
         files = [S.ingredient_file(n, ROOT) for n in names]
         data = load_fer2013(args.data)
-    except (ValueError, FileNotFoundError, DataError) as e:
+    except (ValueError, FileNotFoundError, DataError) as e:   # ArtifactError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
     models = [keras.models.load_model(f, compile=False) for f in files]

@@ -45,10 +45,11 @@ def main(argv=None) -> int:
         return 2
 
     # 2. Choice on val against what is registered under that name.
-    old = artifacts.read_manifest()["models"].get(args.name, {})
-    old_val = old.get("metrics", {}).get("val", {}).get("accuracy")
+    manifest = artifacts.read_manifest()
+    old = manifest["models"].get(args.name, {})
     new_val = report["metrics"]["val"]["accuracy"]
-    if old_val is not None and new_val <= old_val:
+    better, old_val = artifacts.beats_on_val(manifest, args.name, new_val)
+    if not better:
         print(f"not shipped: val {new_val:.4f} does not beat the registered {args.name} ({old_val:.4f})")
         return 1
 

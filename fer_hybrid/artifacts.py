@@ -209,6 +209,14 @@ def read_manifest(root: str | os.PathLike | None = None) -> dict:
     return validate_manifest(_atomic.read_json(path, ArtifactError, "manifest"), path)
 
 
+def beats_on_val(manifest: dict, name: str | None, val_accuracy: float) -> tuple[bool, float | None]:
+    """Whether a model with ``val_accuracy`` (as run) should replace the manifest's entry ``name``: (decision,
+    the entry's recorded val accuracy or None). It replaces it only when its val accuracy is higher, or when
+    no val accuracy is recorded (absent entry); test is never compared."""
+    old = manifest.get("models", {}).get(name, {}).get("metrics", {}).get("val", {}).get("accuracy")
+    return old is None or val_accuracy > old, old
+
+
 def entry_loader(entry: dict) -> str:
     return entry.get("loader") or infer_loader(entry["file"])
 

@@ -28,3 +28,12 @@ def test_missing_split_or_key_is_named():
         manifest_metrics({"val": METRICS["val"]}, ("val", "test"))
     with pytest.raises(KeyError, match="'val' metrics lack macro_f1, n"):
         manifest_metrics({"val": {"accuracy": 0.5}})
+
+
+def test_beats_on_val_replaces_only_a_lower_recorded_val():
+    from fer_hybrid.artifacts import beats_on_val
+
+    manifest = {"models": {"m": {"metrics": {"val": {"accuracy": 0.74}}}}}
+    assert beats_on_val(manifest, "m", 0.75) == (True, 0.74)
+    assert beats_on_val(manifest, "m", 0.74) == (False, 0.74)        # a tie does not replace
+    assert beats_on_val(manifest, "absent", 0.1) == (True, None)

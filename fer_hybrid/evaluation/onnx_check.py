@@ -38,12 +38,13 @@ def beats_default(manifest: Mapping[str, object], val_accuracy: float) -> tuple[
     """Whether a model with ``val_accuracy`` (as run) should replace the manifest's default: only when its val
     accuracy is higher than the default's recorded val accuracy (choice on val; test never compared).
     Returns (decision, a one-line reason)."""
+    from ..artifacts import beats_on_val
+
     current = manifest.get("default")
-    entry = manifest.get("models", {}).get(current, {})
-    old = entry.get("metrics", {}).get("val", {}).get("accuracy")
+    better, old = beats_on_val(manifest, current, val_accuracy)
     if old is None:
         return True, f"the default {current!r} records no val accuracy"
-    if val_accuracy > old:
+    if better:
         return True, f"val {val_accuracy:.4f} beats the default {current} ({old:.4f})"
     return False, f"val {val_accuracy:.4f} does not beat the default {current} ({old:.4f}); default unchanged"
 

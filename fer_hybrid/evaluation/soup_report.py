@@ -14,16 +14,18 @@ import numpy as np
 
 
 def ingredient_file(name: str, root: str | os.PathLike) -> Path:
-    """The .keras file of ingredient ``name``: a shipped Keras CNN of the manifest (models/FILE), else the
-    checkpoint that ``experiments/reports/NAME/report.json`` evaluated (sha256 checked). ValueError otherwise."""
-    from ..artifacts import models_dir, read_manifest
+    """The .keras file of ingredient ``name``: a shipped Keras CNN, after the registry's checks
+    (:func:`fer_hybrid.predictors.check_artifact`: present, sha256 of the manifest), else the checkpoint that
+    ``experiments/reports/NAME/report.json`` evaluated (sha256 of the report). ValueError otherwise (the
+    registry's ArtifactError is one)."""
+    from ..predictors import check_artifact, list_models, model_spec
     from ..reports import read_report, reported_artifact
 
-    entry = read_manifest().get("models", {}).get(name)
-    if entry is not None:
-        if entry.get("loader") != "keras":
-            raise ValueError(f"{name} is a registered {entry.get('loader')} model, not a Keras network")
-        return models_dir() / entry["file"]
+    if name in list_models():
+        loader = model_spec(name).loader
+        if loader != "keras":
+            raise ValueError(f"{name} is a registered {loader} model, not a Keras network")
+        return check_artifact(name)
     report = Path(root) / "experiments" / "reports" / name / "report.json"
     if not report.exists():
         raise ValueError(f"{name} is neither a registered model nor a report under experiments/reports")
