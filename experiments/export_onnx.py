@@ -14,7 +14,9 @@ Method:
 5. Accuracy of the ONNX model as run (train/val/test) in a standard report, ``experiments/reports/NAME-onnx``.
 6. ``--ship`` writes ``models/NAME.onnx`` and the manifest entry ``NAME-onnx`` (loader ``onnx``);
    ``--make-default`` then makes the model the default if its val accuracy as run beats the current
-   default's (chosen on val): the ONNX entry when it agrees within 1e-4 and is faster, else the Keras entry.
+   default's (chosen on val) and, when the default has an in-the-frame report, the Keras model's own in-frame
+   report (``experiments/inframe.py --model NAME --variants V --splits val``, run before) is not lower on val:
+   the ONNX entry when it agrees within 1e-4 and is faster, else the Keras entry.
 """
 from __future__ import annotations
 
@@ -35,7 +37,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=5, help="alternating timing blocks of 50 calls (default 5)")
     ap.add_argument("--ship", action="store_true", help="write models/NAME.onnx and its manifest entry")
     ap.add_argument("--make-default", action="store_true",
-                    help="with --ship: make the faster agreeing form the default if it beats the default on val")
+                    help="with --ship: make the faster agreeing form the default if it beats the default on val "
+                         "(on the crops, and in the frame when the default has an in-frame report)")
     ap.add_argument("--reports", default=str(ROOT / "experiments" / "reports"))
     args = ap.parse_args(argv)
     os.environ.update({"TF_NUM_INTRAOP_THREADS": str(args.threads), "TF_NUM_INTEROP_THREADS": "1"})
@@ -43,7 +46,7 @@ def main(argv=None) -> int:
     from fer_hybrid import artifacts, reports
     from fer_hybrid.data import load_fer2013
     from fer_hybrid.evaluate import command_line, evaluate_predictor
-    from fer_hybrid.evaluation import onnx_check as O
+    from fer_hybrid.evaluation import inframe_report, onnx_check as O
     from fer_hybrid.artifacts import manifest_metrics
     from fer_hybrid.predictors import load_predictor, model_spec
 
@@ -103,7 +106,10 @@ def main(argv=None) -> int:
             description=f"{name} with its {spec.tta} TTA inside an ONNX graph, run by onnxruntime without TensorFlow",
             train_command=manifest[name].get("train_command") or manifest[name].get("command"))
         if args.make_default:
-            better, why = O.beats_default(artifacts.read_manifest(), metrics["val"]["accuracy"])
+            current = artifacts.read_manifest()
+            better, why = O.beats_default(
+                current, metrics["val"]["accuracy"], inframe=inframe_report.find_report(args.reports, name),
+                default_inframe=inframe_report.find_report(args.reports, current.get("default")))
             print(why)
             if better:
                 default = f"{name}-onnx" if onnx["agrees"] and onnx["faster"] else name

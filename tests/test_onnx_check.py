@@ -4,6 +4,7 @@ from __future__ import annotations
 import types
 from pathlib import Path
 
+
 import numpy as np
 import pytest
 
@@ -100,3 +101,38 @@ def test_a_model_becomes_the_default_only_when_it_beats_it_on_val():
     better, why = O.beats_default(manifest, 0.74)
     assert better is False and "does not beat the default d (0.7400)" in why
     assert O.beats_default({"default": "x", "models": {"x": {}}}, 0.1)[0] is True
+
+
+def _inframe(score, variant="level", n=500, conditions=("default", "rot+20")):
+    return {"selected_on": "val", "chosen_variant": variant, "selection_score": {variant: score},
+            "n_per_split": n, "seed": 0, "conditions": [{"name": c} for c in conditions]}
+
+
+def test_a_crop_gain_lost_in_the_frame_does_not_change_the_default():
+    manifest = {"default": "d", "models": {"d": {"metrics": {"val": {"accuracy": 0.7447}}}}}
+    default = _inframe(0.6907)
+    better, why = O.beats_default(manifest, 0.7468, _inframe(0.6886), default)          # today's vggbn-soup2
+    assert better is False and "in the frame its val mean 0.6886 is below the default's 0.6907" in why
+    better, why = O.beats_default(manifest, 0.7468, _inframe(0.6907), default)          # a tie in the frame
+    assert better is True and "0.6907 vs 0.6907 (level crop)" in why
+    # No comparable in-frame run of the candidate: refused, with the command to run
+    for candidate in (None, _inframe(0.70, n=100), _inframe(0.70, conditions=("default",)),
+                      _inframe(0.70, variant="box"), {**_inframe(0.70), "selected_on": "test"}):
+        better, why = O.beats_default(manifest, 0.7468, candidate, default)
+        assert better is False and "--variants level --splits val" in why
+    # The crop rule still comes first; a default without an in-frame report keeps the crop rule alone
+    assert O.beats_default(manifest, 0.7400, _inframe(0.80), default)[0] is False
+    assert O.beats_default(manifest, 0.7468, None, None) == (True, "val 0.7468 beats the default d (0.7447)")
+
+
+def test_in_frame_reports_are_found_by_model_name(tmp_path):
+    from fer_hybrid import reports
+    from fer_hybrid.evaluation import inframe_report as R
+
+    assert R.find_report(tmp_path, "m") is None
+    metrics = {s: {"accuracy": 0.5, "macro_f1": 0.5, "n": 10} for s in ("train", "val", "test")}
+    reports.write_report(reports.make_report(name="inframe-m", kind="cnn", weights="m (shipped)", metrics=metrics,
+                                             benchmark="inframe", **_inframe(0.6)), tmp_path / "inframe-m")
+    report = R.find_report(tmp_path, "m")
+    assert R.val_score(report) == 0.6 and R.val_score(report, "eyes") is None and R.val_score(None) is None
+    assert R.same_benchmark(report, _inframe(0.1)) and not R.same_benchmark(report, _inframe(0.1, n=0))

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -151,6 +151,31 @@ def build_report(*, name: str, rows: dict, metrics: dict, seconds: dict, specs: 
                "(chosen on val) at the default condition, a missed face counted as an error (n_abstained = misses); "
                "ms per face = crop + model (+ landmarks) per found face, under load, excluding detection"),
         figures=figures)
+
+
+def val_score(report: Mapping | None, variant: str | None = None) -> float | None:
+    """The in-the-frame score an in-frame ``report`` chose its crop by: mean val accuracy over its conditions,
+    a missed face counted as an error, for ``variant`` (default: the report's chosen one). None when there is
+    no report, it selected on another split, or it lacks the variant."""
+    if not report or report.get("selected_on") != "val":
+        return None
+    score = (report.get("selection_score") or {}).get(variant or report.get("chosen_variant"))
+    return None if score is None else float(score)
+
+
+def same_benchmark(a: Mapping, b: Mapping) -> bool:
+    """Whether two in-frame reports scored the same faces under the same frames (faces per split, seed and
+    condition list), so that their val scores can be compared."""
+    key = lambda r: (r.get("n_per_split"), r.get("seed"), [c.get("name") for c in r.get("conditions") or []])
+    return key(a) == key(b)
+
+
+def find_report(reports_dir, model: str) -> dict | None:
+    """``reports_dir/inframe-<model>/report.json`` (the in-frame report of registered ``model``), or None."""
+    from ..reports import read_report
+
+    path = Path(reports_dir) / f"inframe-{model}" / "report.json"
+    return read_report(path) if path.is_file() else None
 
 
 def write_inframe_report(report: dict, rows: dict, variants: Sequence[str], conditions, splits: Sequence[str],

@@ -34,19 +34,37 @@ def choose_keras_cnn(keras_cnns: Mapping[str, dict], name: str = "best-val") -> 
     return name
 
 
-def beats_default(manifest: Mapping[str, object], val_accuracy: float) -> tuple[bool, str]:
-    """Whether a model with ``val_accuracy`` (as run) should replace the manifest's default: only when its val
-    accuracy is higher than the default's recorded val accuracy (choice on val; test never compared).
+def beats_default(manifest: Mapping[str, object], val_accuracy: float, inframe: Mapping | None = None,
+                  default_inframe: Mapping | None = None) -> tuple[bool, str]:
+    """Whether a model with ``val_accuracy`` (as run) should replace the manifest's default (choice on val; test
+    never compared). Two conditions: its val accuracy on the crops is higher than the default's recorded one,
+    and, when the default has an in-the-frame report (``default_inframe``), the candidate's in-frame report
+    (``inframe``, same faces and conditions) scores at least as high on val through the full Analyzer path,
+    for the default's crop variant: a gain on 48x48 crops that is lost in real frames is a loss.
     Returns (decision, a one-line reason)."""
     from ..artifacts import beats_on_val
+    from .inframe_report import same_benchmark, val_score
 
     current = manifest.get("default")
     better, old = beats_on_val(manifest, current, val_accuracy)
     if old is None:
         return True, f"the default {current!r} records no val accuracy"
-    if better:
-        return True, f"val {val_accuracy:.4f} beats the default {current} ({old:.4f})"
-    return False, f"val {val_accuracy:.4f} does not beat the default {current} ({old:.4f}); default unchanged"
+    if not better:
+        return False, f"val {val_accuracy:.4f} does not beat the default {current} ({old:.4f}); default unchanged"
+    crops = f"val {val_accuracy:.4f} beats the default {current} ({old:.4f})"
+    variant = (default_inframe or {}).get("chosen_variant")
+    old_frame = val_score(default_inframe)
+    if old_frame is None:
+        return True, crops
+    new_frame = val_score(inframe, variant) if inframe and same_benchmark(inframe, default_inframe) else None
+    if new_frame is None:
+        return False, (f"{crops}, but there is no in-the-frame val score of the candidate comparable to the "
+                       f"default's (run experiments/inframe.py --model NAME --variants {variant} --splits val); "
+                       "default unchanged")
+    if new_frame < old_frame:
+        return False, (f"{crops}, but in the frame its val mean {new_frame:.4f} is below the default's "
+                       f"{old_frame:.4f} ({variant} crop); default unchanged")
+    return True, f"{crops}; in the frame {new_frame:.4f} vs {old_frame:.4f} ({variant} crop)"
 
 
 def chunked(predict_proba: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batch_size: int | None = 512):
