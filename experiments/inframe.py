@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     # 4. the report: metrics = the chosen variant at the default condition, misses as errors (ABSTAIN)
     metrics = R.default_metrics({s: default[(chosen, s)] for s in splits if (chosen, s) in default}, rows, chosen,
                                 splits, data.classes)
-    out = Path(args.out) if args.out else ROOT / "experiments" / "reports" / f"inframe-{name}"
+    out = Path(args.out) if args.out else R.report_folder(ROOT / "experiments" / "reports", name)
     out.mkdir(parents=True, exist_ok=True)
     figures = R.save_curves(rows, variants, conditions, splits, chosen, out, name)
     spec = model_spec(name)

@@ -170,11 +170,16 @@ def same_benchmark(a: Mapping, b: Mapping) -> bool:
     return key(a) == key(b)
 
 
+def report_folder(reports_dir, model: str) -> Path:
+    """``reports_dir/inframe-<model>``: where the in-frame report of registered ``model`` is written and read."""
+    return Path(reports_dir) / f"inframe-{model}"
+
+
 def find_report(reports_dir, model: str) -> dict | None:
-    """``reports_dir/inframe-<model>/report.json`` (the in-frame report of registered ``model``), or None."""
+    """The in-frame report of registered ``model`` under ``reports_dir`` (:func:`report_folder`), or None."""
     from ..reports import read_report
 
-    path = Path(reports_dir) / f"inframe-{model}" / "report.json"
+    path = report_folder(reports_dir, model) / "report.json"
     return read_report(path) if path.is_file() else None
 
 
