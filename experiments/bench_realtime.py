@@ -53,7 +53,8 @@ def main(argv=None) -> int:
     ap.add_argument("--models-dir", type=Path)
     ap.add_argument("--detect-every", type=int, default=3)
     ap.add_argument("--detect-width", type=int, default=480)
-    ap.add_argument("--tf-threads", type=int, default=1, help="TF intra-op threads for the end-to-end runs")
+    ap.add_argument("--tf-threads", type=int, default=None,
+                    help="model runtime intra-op threads for the end-to-end runs (default: the realtime CLI's)")
     ap.add_argument("--modes", default=",".join(MODES), help=f"comma list of runner modes (default {','.join(MODES)})")
     ap.add_argument("--depth", type=int, default=PIPELINE_DEPTH,
                     help=f"pipelined mode: frames located ahead (default {PIPELINE_DEPTH}, as the CLI)")
@@ -65,6 +66,10 @@ def main(argv=None) -> int:
     ap.add_argument("--frames-file", help=argparse.SUPPRESS)
     ap.add_argument("--thread-sweep-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.tf_threads is None:
+        from fer_hybrid.realtime import DEFAULT_TF_THREADS
+
+        args.tf_threads = DEFAULT_TF_THREADS
     if args.worker:
         from fer_hybrid.overlay import draw_faces
         print(json.dumps(tp.run_model(args.worker, args.frames_file, draw_faces, models_dir=args.models_dir,

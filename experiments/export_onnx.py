@@ -9,7 +9,7 @@ Method:
    policy, in the graph) and written as ONNX (Keras 3 ``model.export``, tf2onnx underneath).
 3. Agreement: the largest absolute difference between the ONNX and the registry's Keras probabilities on
    every val and test image; the bar is 1e-4.
-4. Speed, same process, same thread count (1 by default, as the Analyzer runs): median batch-1 ms per face
+4. Speed, same process, same thread count (by default as the Analyzer runs: 2, or 1 on one core): median batch-1 ms per face
    of both, alternating blocks so load changes hit both alike.
 5. Accuracy of the ONNX model as run (train/val/test) in a standard report, ``experiments/reports/NAME-onnx``.
 6. ``--ship`` writes ``models/NAME.onnx`` and the manifest entry ``NAME-onnx`` (loader ``onnx``);
@@ -33,7 +33,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="best-val", help="a shipped Keras CNN, or best-val (default)")
     ap.add_argument("--data", default=None, help="FER2013 folder/.tar.gz/csv (default: $FER2013_PATH)")
-    ap.add_argument("--threads", type=int, default=1, help="intra-op threads of both runtimes (default 1)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="intra-op threads of both runtimes (default: as the Analyzer runs, keras_io.default_intra_op_threads)")
     ap.add_argument("--repeats", type=int, default=5, help="alternating timing blocks of 50 calls (default 5)")
     ap.add_argument("--ship", action="store_true", help="write models/NAME.onnx and its manifest entry")
     ap.add_argument("--make-default", action="store_true",
@@ -41,6 +42,10 @@ def main(argv=None) -> int:
                          "(on the crops, and in the frame when the default has an in-frame report)")
     ap.add_argument("--reports", default=str(ROOT / "experiments" / "reports"))
     args = ap.parse_args(argv)
+    if args.threads is None:
+        from fer_hybrid.keras_io import default_intra_op_threads
+
+        args.threads = default_intra_op_threads()
     os.environ.update({"TF_NUM_INTRAOP_THREADS": str(args.threads), "TF_NUM_INTEROP_THREADS": "1"})
 
     from fer_hybrid import artifacts, reports

@@ -81,7 +81,9 @@ def main(argv=None) -> int:
     from fer_hybrid.predictors import default_model
     from fer_hybrid.video import SourceError, open_source
 
-    tf_threads = 1 if args.tf_threads is None else args.tf_threads  # the realtime CLI's default
+    from fer_hybrid.keras_io import default_intra_op_threads
+
+    tf_threads = default_intra_op_threads() if args.tf_threads is None else args.tf_threads  # the realtime CLI's default
     configure_tensorflow_threads(tf_threads)
     try:
         name = args.model or default_model(args.models_dir)

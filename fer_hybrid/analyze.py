@@ -77,8 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "box (FER2013's calibrated framing of the box), level (that, turned to level the eyes), "
                          "eyes (eyes on FER2013's mean eye positions)")
     ap.add_argument("--max-frames", type=number_arg(int, 1, BIG, text="an integer >= 1"), help="videos: analyse at most this many frames each")
-    ap.add_argument("--tf-threads", type=number_arg(int, 0, BIG, text="an integer >= 0"), default=1,
-                    help="TensorFlow intra-op threads per process (default 1; 0 = TF default)")
+    ap.add_argument("--tf-threads", type=number_arg(int, 0, BIG, text="an integer >= 0"), default=None,
+                    help="intra-op threads of the model runtime (TensorFlow or onnxruntime) per process (default: "
+                         "2 in this process, 1 per process with --workers N > 1 or --scheduler; 0 = TF default)")
     ap.add_argument("--no-pipeline", dest="pipeline", action="store_false",
                     help="videos: detect/track and classify one after the other in one thread")
     ap.add_argument("--force", action="store_true", help="re-analyse inputs whose outputs are up to date")
@@ -104,10 +105,13 @@ def settings_from_args(args):
 
 def run(args) -> int:
     from .analysis.batch import run_batch, tf_thread_env
+    from .keras_io import default_intra_op_threads
     from .predictors import ArtifactError, ArtifactMissingError
 
     if args.out.exists() and not args.out.is_dir():
         raise CliError(f"--out {args.out} exists and is not a folder")
+    if args.tf_threads is None:  # the cores are shared out by processes when there are several
+        args.tf_threads = default_intra_op_threads() if args.workers == 1 and not args.scheduler else 1
     os.environ.update(tf_thread_env(args.tf_threads))  # before TensorFlow starts in this process
     settings = settings_from_args(args)
     try:

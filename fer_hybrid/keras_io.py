@@ -59,6 +59,23 @@ def compiled_predict_fn(model) -> Callable[[np.ndarray], np.ndarray]:
     return lambda x: np.asarray(fn(np.asarray(x, np.float32).reshape(-1, h, w, c)), dtype=np.float32)
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def default_intra_op_threads() -> int:
+    """Intra-op threads of the model runtime (TensorFlow or onnxruntime) for one live process: 2, or 1 on a
+    one-core machine. Measured on 2 cores (experiments/reports/bench-realtime): with 2, batch-1 inference takes
+    about half the time and the pipelined realtime loop is faster than with 1, because the runtime's second
+    thread fills the core that stage A (detection, tracking, landmarks) leaves idle; more threads than that are
+    not measured here (pass them explicitly)."""
+    return min(2, usable_cores())
+
+
 def configure_tensorflow_threads(intra_op: int | None = 1, inter_op: int | None = 1) -> None:
     """Limit TensorFlow's thread pools (must happen before TF runs its first op; 0/None = TF default).
 

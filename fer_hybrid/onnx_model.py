@@ -13,11 +13,14 @@ from typing import Sequence
 
 import numpy as np
 
+from .keras_io import default_intra_op_threads
 from .labels import STUDY_EMOTIONS
 from .predictors import ArtifactError, to_gray_faces
 
 
 class OnnxPredictor:
+    """``threads``: intra-op threads (None: ``$TF_NUM_INTRAOP_THREADS``, the variable the CLIs set for both
+    runtimes, else :func:`fer_hybrid.keras_io.default_intra_op_threads`)."""
     input_kind = "crops"
 
     def __init__(self, path: str | os.PathLike, name: str, classes: Sequence[str] = STUDY_EMOTIONS,
@@ -25,10 +28,14 @@ class OnnxPredictor:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        threads = threads if threads is not None else int(os.environ.get("TF_NUM_INTRAOP_THREADS", "1") or 1)
+        if threads is None:
+            threads = int(os.environ.get("TF_NUM_INTRAOP_THREADS", "0") or 0) or default_intra_op_threads()
         opts.intra_op_num_threads = max(1, threads)
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        # Idle threads sleep instead of spinning: a spinning worker takes the core that the video pipeline's
+        # stage A (detection, tracking, landmarks) needs (measured: experiments/reports/bench-realtime).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own types for missing/corrupt files

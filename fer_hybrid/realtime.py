@@ -52,12 +52,12 @@ import numpy as np
 
 from .inference.analyzer import PIPELINE_DEPTH, Analyzer, Face, VideoSession, run_frames, stream  # noqa: F401
 from .inference.framing import crop_faces  # noqa: F401  (re-exported)
-from .keras_io import configure_tensorflow_threads  # noqa: F401  (re-exported)
+from .keras_io import configure_tensorflow_threads, default_intra_op_threads  # noqa: F401  (re-exported)
 from .overlay import draw_faces as annotate  # noqa: F401  (re-exported under its old name)
 from .cli_args import OneLineParser, number_arg, rescue_arg
 
 EXIT_BAD_INPUT = 2
-DEFAULT_TF_THREADS = 1  # measured: see experiments/reports/bench-realtime/benchmark.md
+DEFAULT_TF_THREADS = default_intra_op_threads()  # 2 (1 on one core); measured: experiments/reports/bench-realtime
 
 
 # ---------------------------------------------------------------------------------------------
@@ -294,8 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "eyes (eyes on FER2013's mean eye positions)")
     ap.add_argument("--landmarks", action="store_true", help="compute and draw dlib's 68 landmarks (JSONL gains them)")
     ap.add_argument("--tf-threads", type=number_arg(int, 0, 64), default=DEFAULT_TF_THREADS,
-                    help=f"TensorFlow intra-op threads, 0..64 (default {DEFAULT_TF_THREADS}, measured fastest for "
-                         "batch-1 inference on 2 cores; 0 = TF default)")
+                    help=f"intra-op threads of the model runtime (TensorFlow or onnxruntime), 0..64 (default "
+                         f"{DEFAULT_TF_THREADS}: 2, or 1 on one core, measured fastest live on 2 cores; 0 = "
+                         "TensorFlow's default)")
     ap.add_argument("--image-fps", type=number_arg(float, 0, 240, lo_open=True), default=10.0,
                     help="frame rate of videos made from images, (0, 240] (default 10)")
     ap.add_argument("--no-pipeline", dest="pipeline", action="store_false",

@@ -63,3 +63,17 @@ def test_corrupt_onnx_is_an_artifact_error(tmp_path):
     bad.write_bytes(b"not a model")
     with pytest.raises(ArtifactError, match="cannot load ONNX model"):
         OnnxPredictor(bad, "bad")
+
+
+def test_onnx_threads_follow_the_environment_then_the_default(exported, monkeypatch):
+    _, _, onnx_path = exported
+    from fer_hybrid import keras_io
+
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
+    monkeypatch.setattr(keras_io, "usable_cores", lambda: 8)
+    assert OnnxPredictor(onnx_path, "x").session.get_session_options().intra_op_num_threads == 2
+    monkeypatch.setattr(keras_io, "usable_cores", lambda: 1)
+    assert OnnxPredictor(onnx_path, "x").session.get_session_options().intra_op_num_threads == 1
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "3")  # what the CLIs' --tf-threads sets
+    assert OnnxPredictor(onnx_path, "x").session.get_session_options().intra_op_num_threads == 3
+    assert OnnxPredictor(onnx_path, "x", threads=1).session.get_session_options().intra_op_num_threads == 1

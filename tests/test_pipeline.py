@@ -124,6 +124,43 @@ def test_stream_pipelined_equals_sequential_and_process(models_dir):
     assert not stage_a_threads()
 
 
+def test_stage_a_places_landmarks_and_crops_and_stage_b_only_runs_the_model(models_dir, monkeypatch):
+    """Pipelined, everything before the model (landmarks for the level crop, cropping) runs in stage A's
+    thread, so the main thread's share of a frame is the model alone; the answers are unchanged."""
+    from fer_hybrid.landmarks import detect
+
+    p = load_predictor("vggbn", models_dir)
+    images = moving_faces(6)
+    seq = snapshot(run_stream(p, images, False, detect_every=3))
+    where = {"landmarks": set(), "model": set()}
+    real_landmarks, real_predict = detect.landmarks, p.predict_proba
+
+    def landmarks(*a, **k):
+        where["landmarks"].add(threading.current_thread().name)
+        return real_landmarks(*a, **k)
+
+    def predict_proba(crops):
+        where["model"].add(threading.current_thread().name)
+        assert len(crops) and all(c.ndim == 2 and c.shape[0] == c.shape[1] < 240 for c in crops)  # gray crops
+        return real_predict(crops)
+
+    monkeypatch.setattr(detect, "landmarks", landmarks)
+    monkeypatch.setattr(p, "predict_proba", predict_proba)
+    pip = snapshot(run_stream(p, images, True, detect_every=3))
+    assert pip == seq
+    assert where == {"landmarks": {STAGE_A}, "model": {threading.main_thread().name}}
+
+
+def test_located_carries_the_prepared_crops(models_dir):
+    runner = realtime.RealtimeRunner(load_predictor("vggbn", models_dir), detect_every=1)
+    image = moving_faces(6)[5]
+    loc = runner.locate(image)
+    assert len(loc.ids) == 2 and loc.prepared is not None
+    assert len(loc.prepared.crops) == 2 and loc.prepared.points.shape == (2, 68, 2)  # level crop needs them
+    assert loc.prepared.timings["landmarks"] > 0
+    assert runner.locate(np.full((240, 320), 90, np.uint8)).prepared is None  # no face, nothing prepared
+
+
 # ------------------------------------------------------------------------------------------ CLI level
 def strip_timing(rows: list[dict]) -> list[dict]:
     """JSONL rows without timing fields (there are none today besides the video timestamp, kept)."""

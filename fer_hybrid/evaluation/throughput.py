@@ -615,10 +615,11 @@ def realtime_markdown(rep: dict) -> str:
     lines = [f"# Realtime benchmark ({rep['date'][:10]})", "",
              f"{s['frames']} frames of `{s['video']}` resized to {s['size']}, after {s['warmup']} warm-up frames; "
              f"detection every {s['detect_every']} frames on a copy {s['detect_width']} px wide, dlib correlation "
-             f"tracking in between; TensorFlow intra-op threads {s['tf_threads']}. Every run is the realtime CLI's "
-             f"loop (`Analyzer.session` + `run_frames`) plus its overlay drawing. Modes: pipelined (CLI default: "
-             f"decode + detection/tracking of the next frames in a background thread, queue depth {s['depth']}, "
-             f"while the main thread classifies, draws and writes) and sequential (`--no-pipeline`). "
+             f"tracking in between; model runtime (TensorFlow / onnxruntime) intra-op threads {s['tf_threads']}. "
+             f"Every run is the realtime CLI's loop (`Analyzer.session` + `run_frames`) plus its overlay drawing. "
+             f"Modes: pipelined (CLI default: decode + detection/tracking + landmarks and crops of the next frames "
+             f"in a background thread, queue depth {s['depth']}, while the main thread classifies, draws and "
+             f"writes) and sequential (`--no-pipeline`). "
              f"CPU: {rep['env'].get('cpu')}, {rep['env'].get('cpu_count')} cores; load average at start "
              f"{rep['loadavg_start']}, at end {rep.get('loadavg_end')}.", "",
              "| model (mode) | FPS | frame p50 ms | frame p95 ms | latency p50 ms | latency p95 ms | CPU | "
@@ -655,10 +656,12 @@ def realtime_markdown(rep: dict) -> str:
               "consecutive finished frames (1 / throughput); latency is from the moment stage A takes a frame from "
               "the source to its finished overlay (in the pipelined mode it includes waiting in the queue). CPU is "
               "process CPU time / wall time (2.0 = both cores busy). Stage columns are per-frame means of wall time; "
-              "in the pipelined mode detection runs in the background thread at the same time as classification, "
-              "so the stage columns add up to more than the frame time (and detection, timed in its thread, "
-              "includes waits for the CPU/GIL). Landmarks time is shown separately only when the predictor "
-              "reports it (`last_timings`), otherwise it is inside classification. fer runs sequentially (its own "
+              "in the pipelined mode detection (and, for crop models, landmarks and cropping) runs in the "
+              "background thread at the same time as classification, so the stage columns add up to more than the "
+              "frame time (and what is timed in that thread includes waits for the CPU/GIL). Landmarks of a crop "
+              "model are placed by the Analyzer (for the aligned crop) and timed there; a frame model's landmarks "
+              "are shown only when it reports them (`last_timings`), otherwise they are inside classification. "
+              "Classification includes cropping. fer runs sequentially (its own "
               "API, one call per frame); its latency is the time of one `detect_emotions` call, and its detection "
               "column is its `find_faces` (OpenCV Haar) timed in a second pass.", "",
               f"Command: `{rep['command']}`", ""]

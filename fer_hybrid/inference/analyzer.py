@@ -129,6 +129,7 @@ class Located:
     seconds: float                  # detection/tracking time of this frame, s
     started: float                  # time.perf_counter() when stage A began on this frame
     scores: list = dataclasses.field(default_factory=list)  # (k,) detection score or None
+    prepared: "Prepared | None" = None  # the faces made ready for the model (landmarks, crops) in stage A
 
 
 def check_frame(image) -> np.ndarray:
@@ -183,33 +184,50 @@ class FacePredictor:
             load_shape_predictor()  # at start-up, not inside the first frame's time
 
     def run(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, dict]:
+        """:meth:`predict` of :meth:`prepare`: the faces in ``boxes`` (int (k, 4)) of ``image``."""
+        return self.predict(self.prepare(image, boxes))
+
+    def prepare(self, image: np.ndarray, boxes: np.ndarray) -> "Prepared":
+        """Everything before the model: for a crop model the 68 points (when the crop or the caller needs
+        them) and the gray crops; a frame model gets the frame and boxes as they are. Independent of the
+        model's state, so a video's stage A can run it ahead of :meth:`predict` in another thread."""
         from ..images import to_gray
         from ..landmarks.detect import landmarks as dlib_landmarks
 
-        p, k = self.predictor, len(boxes)
+        boxes = np.asarray(boxes)
         t = {"landmarks": 0.0, "classification": 0.0}
+        if self.input_kind == "frame" or not len(boxes):
+            return Prepared(image, boxes, None, None, t)
         t0 = time.perf_counter()
+        gray = to_gray(image)
         pts = None
-        if self.input_kind == "frame":
-            proba, pts = p.predict_frame(image, boxes)
+        if needs_landmarks(self.align) or self.landmarks:  # the aligned crop needs the 68 points first
+            pts = dlib_landmarks(gray, boxes)
+            t["landmarks"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        crops = aligned_crops(gray, boxes, self.align, pts)[0] if self.align else \
+            crop_faces(gray, boxes, self.crop_margin)[0]
+        t["classification"] = time.perf_counter() - t1  # cropping is counted with the model's time
+        return Prepared(image, boxes, crops, pts, t)
+
+    def predict(self, prepared: "Prepared") -> tuple[np.ndarray, np.ndarray | None, np.ndarray, dict]:
+        """The model on prepared faces -> (proba float64 (k, n_classes), points float32 (k, 68, 2) | None,
+        fallback bool (k,), timings {"landmarks": s, "classification": s})."""
+        p, k = self.predictor, len(prepared.boxes)
+        t = dict(prepared.timings)
+        t0 = time.perf_counter()
+        pts = prepared.points
+        if not k:
+            proba = np.zeros((0, len(self.classes)))
+        elif self.input_kind == "frame":
+            proba, pts = p.predict_frame(prepared.image, prepared.boxes)
             pts = None if pts is None or not self.landmarks else np.asarray(pts, dtype=np.float32)
             reported = getattr(p, "last_timings", None) or {}
             t["landmarks"] = float(reported.get("landmarks", 0.0))
             t["classification"] = max(0.0, time.perf_counter() - t0 - t["landmarks"])
         else:
-            gray = to_gray(image)
-            if needs_landmarks(self.align) and k:  # the aligned crop needs the 68 points first
-                pts = dlib_landmarks(gray, boxes)
-                t["landmarks"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            crops = aligned_crops(gray, boxes, self.align, pts)[0] if self.align else \
-                crop_faces(gray, boxes, self.crop_margin)[0]
-            proba = p.predict_proba(crops)
-            t["classification"] = time.perf_counter() - t0
-            if self.landmarks and pts is None:
-                t1 = time.perf_counter()
-                pts = dlib_landmarks(gray, boxes)
-                t["landmarks"] = time.perf_counter() - t1
+            proba = p.predict_proba(prepared.crops)
+            t["classification"] += time.perf_counter() - t0
         fallback = np.asarray(getattr(p, "last_fallback", None) if self.input_kind == "frame" else [], bool)
         if fallback.shape != (k,):
             fallback = np.zeros(k, bool)
@@ -221,14 +239,25 @@ class FacePredictor:
         return proba, pts, fallback, t
 
 
+@dataclasses.dataclass
+class Prepared:
+    """:meth:`FacePredictor.prepare`'s result for the faces of one frame."""
+    image: np.ndarray               # the frame as given
+    boxes: np.ndarray               # int (k, 4) [x0, y0, x1, y1] frame pixels
+    crops: object                   # crop models: the gray crops the model takes (k of them); else None
+    points: np.ndarray | None       # float32 (k, 68, 2) dlib points when computed, else None
+    timings: dict                   # seconds spent so far: {"landmarks": s, "classification": s (cropping)}
+
+
 # ---------------------------------------------------------------------------------------------
 # Video: detect/track -> classify -> smooth, optionally pipelined
 # ---------------------------------------------------------------------------------------------
 class VideoSession:
     """Detection/tracking + a predictor over the frames of one video: ``process(frame) -> list[Face]``.
 
-    ``locate`` (stage A: detect or track) and ``classify`` (stage B: crop, predict, smooth) can run in two
-    threads (:func:`stream`); the result is identical to calling ``process`` frame by frame.
+    ``locate`` (stage A: detect or track, then landmarks and crops) and ``classify`` (stage B: predict,
+    smooth) can run in two threads (:func:`stream`); the result is identical to calling ``process`` frame
+    by frame. Stage B, the model, is the slower stage, so everything before it runs in stage A.
     ``timings`` accumulates seconds per stage (detection, landmarks, classification) over all frames.
     """
 
@@ -266,9 +295,10 @@ class VideoSession:
         image = check_frame(image)
         tracks = list(self.tracker.step(image))
         boxes = np.array([np.round(t.box) for t in tracks], dtype=np.int64).reshape(-1, 4)
+        seconds = time.perf_counter() - started
+        prepared = self.face_predictor.prepare(image, boxes) if len(boxes) else None
         return Located([t.id for t in tracks], boxes, [bool(t.detected) for t in tracks],
-                       [t.smoother for t in tracks], time.perf_counter() - started, started,
-                       [t.score for t in tracks])
+                       [t.smoother for t in tracks], seconds, started, [t.score for t in tracks], prepared)
 
     def classify(self, image: np.ndarray, located: Located) -> list[Face]:
         """Stage B: probabilities of the located faces, smoothed per track. Call in the order located."""
@@ -278,7 +308,9 @@ class VideoSession:
         if not k:
             self._add(timings)
             return []
-        proba, pts, fallback, t = self.face_predictor.run(image, located.boxes)
+        prepared = located.prepared if located.prepared is not None else \
+            self.face_predictor.prepare(image, located.boxes)
+        proba, pts, fallback, t = self.face_predictor.predict(prepared)
         timings.update(t)
         self._add(timings)
         scores = located.scores if len(located.scores) == k else [None] * k
@@ -296,8 +328,9 @@ class VideoSession:
 def stream(session: VideoSession, frames: Iterable, pipeline: bool = True, depth: int = PIPELINE_DEPTH):
     """``(frame, located)`` pairs for ``frames`` (items with an ``.image``, e.g. :class:`fer_hybrid.video.Frame`).
 
-    pipeline=True: decoding and ``session.locate`` run in one background thread, up to ``depth`` frames
-    ahead (dlib, OpenCV and TensorFlow release the GIL, so the stages overlap on two cores); exceptions
+    pipeline=True: decoding and ``session.locate`` (detection/tracking, landmarks, crops) run in one
+    background thread, up to ``depth`` frames ahead (dlib, OpenCV, onnxruntime and TensorFlow release the
+    GIL, so the stages overlap on two cores); exceptions
     from there are re-raised here. pipeline=False: both run lazily in the caller's thread. Close the result
     (``contextlib.closing``) before releasing the source.
     """
