@@ -647,7 +647,7 @@ def realtime_markdown(rep: dict) -> str:
         lines += ["", "Pipelined over sequential (FPS ratio, same process): " + ", ".join(
             f"{m}: {x:.2f}x" for m, x in rep["pipeline_gain"].items())]
     if rep.get("thread_sweep"):
-        lines += ["", "## TensorFlow intra-op threads (batch-1 classification, median ms per face)", "",
+        lines += ["", "## Model runtime intra-op threads (batch-1 classification, median ms per face)", "",
                   "| model | " + " | ".join(f"threads={t if t else 'default'}" for t in s["thread_sweep"]) + " |",
                   "|---|" + "---:|" * len(s["thread_sweep"])]
         for m, row in rep["thread_sweep"].items():
