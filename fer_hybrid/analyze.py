@@ -104,14 +104,13 @@ def settings_from_args(args):
 
 
 def run(args) -> int:
-    from .analysis.batch import run_batch, tf_thread_env
-    from .keras_io import default_intra_op_threads
+    from .analysis.batch import run_batch, tf_thread_env, threads_per_process
     from .predictors import ArtifactError, ArtifactMissingError
 
     if args.out.exists() and not args.out.is_dir():
         raise CliError(f"--out {args.out} exists and is not a folder")
-    if args.tf_threads is None:  # the cores are shared out by processes when there are several
-        args.tf_threads = default_intra_op_threads() if args.workers == 1 and not args.scheduler else 1
+    if args.tf_threads is None:
+        args.tf_threads = threads_per_process(args.workers, args.scheduler)
     os.environ.update(tf_thread_env(args.tf_threads))  # before TensorFlow starts in this process
     settings = settings_from_args(args)
     try:

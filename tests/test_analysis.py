@@ -284,3 +284,15 @@ def test_dask_with_two_workers_gives_the_same_files_as_one(tmp_path, settings, v
     assert sorted(a) == sorted(b) and len(a) == 1 + 3 * 3
     for name in a:
         assert a[name] == b[name], name
+
+
+def test_threads_per_process_share_the_cores_out(monkeypatch):
+    from fer_hybrid import keras_io
+
+    monkeypatch.setattr(keras_io, "usable_cores", lambda: 2)
+    assert batch.threads_per_process() == 2                         # one process: the live default
+    assert batch.threads_per_process(workers=2) == 1                # local workers share the cores
+    assert batch.threads_per_process(scheduler="tcp://h:8786") == 1  # a cluster's workers are processes too
+    monkeypatch.setattr(keras_io, "usable_cores", lambda: 1)
+    assert batch.threads_per_process() == 1
+    assert batch.tf_thread_env(2) == {"TF_NUM_INTRAOP_THREADS": "2", "TF_NUM_INTEROP_THREADS": "1"}

@@ -226,6 +226,15 @@ def make_settings(model: str = "default", models_dir: str | os.PathLike | None =
     return Settings(model=name, model_fingerprint=model_fingerprint(name, md), models_dir=md, **kw)
 
 
+def threads_per_process(workers: int = 1, scheduler: str | None = None) -> int:
+    """Default intra-op threads of each analysing process: the live default
+    (:func:`fer_hybrid.keras_io.default_intra_op_threads`) when one process works alone, 1 when several
+    processes (``workers`` > 1, or a cluster's workers at ``scheduler``) share the cores."""
+    from ..keras_io import default_intra_op_threads
+
+    return default_intra_op_threads() if workers == 1 and not scheduler else 1
+
+
 def tf_thread_env(threads: int | None) -> dict[str, str]:
     """Environment variables that limit TensorFlow's thread pools (read when TensorFlow starts)."""
     if not threads:
