@@ -79,11 +79,10 @@ def main(argv=None) -> int:
     from fer_hybrid.keras_io import configure_tensorflow_threads
     from fer_hybrid.overlay import draw_faces
     from fer_hybrid.predictors import default_model
+    from fer_hybrid.realtime import DEFAULT_TF_THREADS
     from fer_hybrid.video import SourceError, open_source
 
-    from fer_hybrid.keras_io import default_intra_op_threads
-
-    tf_threads = default_intra_op_threads() if args.tf_threads is None else args.tf_threads  # the realtime CLI's default
+    tf_threads = DEFAULT_TF_THREADS if args.tf_threads is None else args.tf_threads
     configure_tensorflow_threads(tf_threads)
     try:
         name = args.model or default_model(args.models_dir)
