@@ -12,7 +12,8 @@ identical pixels. Each model runs in its own subprocess (TensorFlow's thread poo
 with one ``Analyzer``; each mode gets a fresh ``Analyzer.session()``, the warm-up frames, then the timed
 frames through :func:`fer_hybrid.evaluation.throughput.video_speed`: the realtime CLI's own loop
 (``run_frames``) plus its overlay drawing, frames from memory (no video decode/encode). FPS, frame and
-latency percentiles, CPU use and the stage split are defined in the report. ``--thread-sweep`` also times
+latency percentiles, CPU use and the stage split are defined in the report. ``--repeats N`` runs N such rounds
+(every model, then fer, in turn) and reports for each row the round with the median FPS, listing every round's. ``--thread-sweep`` also times
 batch-1 classification per face for other TF intra-op thread counts. fer runs in its own venv (default
 /work/venv-fer; its torch/numpy pins clash with ours) via experiments/_bench_fer_worker.py, which returns
 its per-frame times; it is skipped with a message when absent. Writes ``benchmark.json`` +
@@ -60,6 +61,9 @@ def main(argv=None) -> int:
                     help=f"pipelined mode: frames located ahead (default {PIPELINE_DEPTH}, as the CLI)")
     ap.add_argument("--thread-sweep", default="1,2,0",
                     help="comma list of TF intra-op thread counts for the ms/face sweep ('' = skip; 0 = TF default)")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="rounds of end-to-end runs (every model, then fer, in turn); each row reports the round with "
+                         "the median FPS and lists every round's FPS (default 1)")
     ap.add_argument("--fer-python", default=str(FER_PYTHON), help="python of a venv with `fer` ('none' = skip fer)")
     ap.add_argument("--out", "--reports", type=Path, default=OUT, help=f"report folder (default {OUT})")
     ap.add_argument("--worker", help=argparse.SUPPRESS)  # worker mode (internal)
@@ -78,8 +82,9 @@ def main(argv=None) -> int:
                                       warmup=args.warmup, depth=args.depth, sweep_only=args.thread_sweep_only)))
         return 0
     bad = [m for m in args.modes.split(",") if m not in MODES]
-    if bad or args.depth < 1:
-        why = f"unknown mode(s) {', '.join(bad)}; use {', '.join(MODES)}" if bad else f"--depth must be >= 1, got {args.depth}"
+    if bad or args.depth < 1 or args.repeats < 1:
+        why = (f"unknown mode(s) {', '.join(bad)}; use {', '.join(MODES)}" if bad else
+               f"--depth must be >= 1, got {args.depth}" if args.depth < 1 else f"--repeats must be >= 1, got {args.repeats}")
         print(f"error: {why}", file=sys.stderr)
         return 2
     from fer_hybrid.evaluate import command_line
@@ -104,14 +109,20 @@ def main(argv=None) -> int:
         worker = [sys.executable, __file__, "--frames-file", str(ff), "--warmup", str(args.warmup), "--detect-every",
                   str(args.detect_every), "--detect-width", str(args.detect_width), "--modes", args.modes]
         worker += ["--models-dir", str(args.models_dir)] if args.models_dir else []
-        results, sweep_rows = tp.bench_models(worker, models, tf_threads=args.tf_threads, sweep=sweep,
-                                              n_frames=len(frames) - args.warmup, env={"PYTHONPATH": str(ROOT)},
-                                              log=functools.partial(print, flush=True))
-        fer = tp.run_fer(args.fer_python, FER_WORKER, ff, args.warmup)
-    print(f"[bench] fer: {json.dumps(fer)[:300]}", flush=True)
+        rounds, fers, sweep_rows = [], [], {}
+        for k in range(args.repeats):   # rounds in turn, so that a slow spell of the machine hits every row alike
+            print(f"[bench] round {k + 1} of {args.repeats}", flush=True)
+            rows, swept = tp.bench_models(worker, models, tf_threads=args.tf_threads, sweep=sweep if k == 0 else [],
+                                          n_frames=len(frames) - args.warmup, env={"PYTHONPATH": str(ROOT)},
+                                          log=functools.partial(print, flush=True))
+            rounds.append(rows)
+            sweep_rows = sweep_rows or swept
+            fers.append(tp.run_fer(args.fer_python, FER_WORKER, ff, args.warmup))
+            print(f"[bench] fer: {json.dumps(fers[-1])[:300]}", flush=True)
+    results, fer = tp.median_runs(rounds), tp.median_run(fers)
     settings = dict(video=args.video.name, frames=len(frames) - args.warmup, warmup=args.warmup, size=f"{w}x{h}",
                     detect_every=args.detect_every, detect_width=args.detect_width, tf_threads=args.tf_threads,
-                    thread_sweep=sweep, modes=args.modes.split(","), depth=args.depth)
+                    thread_sweep=sweep, modes=args.modes.split(","), depth=args.depth, repeats=args.repeats)
     rep = tp.realtime_report(command=command_line(None if argv is None else [__file__, *argv]), settings=settings,
                              results=results, fer=fer, thread_sweep=sweep_rows, loadavg_start=load0)
     tp.save_report(args.out, "benchmark", rep, tp.realtime_markdown(rep))

@@ -400,3 +400,37 @@ def test_realtime_report_keys_in_order_and_ratios():
     assert rep["kind"] == "benchmark" and rep["name"] == "bench-realtime" and rep["results"] == results
     assert rep["speedup_vs_fer"] == {"a (pipelined)": 3.0, "a (sequential)": 2.0} and rep["pipeline_gain"] == {"a": 1.5}
     json.dumps(rep, default=float)
+
+
+def test_median_run_picks_a_real_run_and_lists_every_fps():
+    runs = [{"model": "a", "mode": "pipelined", "fps": f, "p50_ms": 1000 / f} for f in (58.0, 61.0, 55.0, 60.0)]
+    m = tp.median_run(runs)
+    assert m["fps"] == 58.0 and m["p50_ms"] == runs[0]["p50_ms"]          # lower middle of 4, a real row
+    assert m["fps_runs"] == [58.0, 61.0, 55.0, 60.0]
+    assert tp.median_run(runs[:3])["fps"] == 58.0
+    assert tp.median_run([{"model": "a", "error": "exit 1"}, runs[1]])["fps"] == 61.0
+    assert tp.median_run([{"skipped": "none"}, {"skipped": "none"}]) == {"skipped": "none"}
+
+
+def test_median_runs_groups_rounds_by_model_and_mode():
+    def row(model, mode, fps):
+        return {"model": model, "mode": mode, "fps": fps}
+    rounds = [[row("a", "pipelined", 50.0), row("a", "sequential", 40.0), {"model": "b", "error": "exit 1"}],
+              [row("a", "pipelined", 54.0), row("a", "sequential", 38.0), {"model": "b", "error": "exit 1"}],
+              [row("a", "pipelined", 52.0), row("a", "sequential", 39.0), {"model": "b", "error": "exit 1"}]]
+    out = tp.median_runs(rounds)
+    assert [tp.realtime_label(r) for r in out] == ["a (pipelined)", "a (sequential)", "b"]
+    assert [r.get("fps") for r in out] == [52.0, 39.0, None] and out[0]["fps_runs"] == [50.0, 54.0, 52.0]
+    assert out[2] == {"model": "b", "error": "exit 1"}
+
+
+def test_realtime_markdown_lists_every_round_when_repeated():
+    rep = realtime_report({"model": "fer", "version": "25", "fps": 25.0, "p50_ms": 40.0, "p95_ms": 41.0,
+                           "faces_per_frame": 1.0, "detection_ms": 30.0, "classification_ms": 10.0,
+                           "fps_runs": [24.0, 25.0, 26.0]})
+    rep["settings"]["repeats"] = 3
+    rep["results"][0]["fps_runs"] = [49.0, 50.0, 51.5]
+    md = tp.realtime_markdown(rep)
+    assert ("Repeats: 3 rounds (every model, then fer, in turn); each row is the round with the median FPS. "
+            "FPS of every round: vggbn (pipelined) 49.0, 50.0, 51.5; fer 24.0, 25.0, 26.0") in md
+    assert "Repeats:" not in tp.realtime_markdown(realtime_report({"skipped": "none"}))

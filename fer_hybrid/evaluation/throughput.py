@@ -14,7 +14,8 @@ Frames: :func:`load_frames` (decoded once, resized), :func:`cut_clips` / :func:`
 files), :class:`LoopedFrames` (a video reopened at its end). Machine: :func:`rss_mb`, :func:`loadavg`,
 :func:`cpu_busy_fraction`. Processes: :func:`run_process` (wall time + the child's peak RSS) and
 :func:`subprocess_json` (a worker's JSON line). bench_realtime: :func:`run_model` (the worker),
-:func:`bench_models` (one worker per model), :func:`run_fer` (the fer package) and :func:`realtime_report`.
+:func:`bench_models` (one worker per model), :func:`run_fer` (the fer package), :func:`median_runs` (repeated
+rounds) and :func:`realtime_report`.
 """
 from __future__ import annotations
 
@@ -566,6 +567,27 @@ def run_fer(python: str, worker: str | os.PathLike, frames_file: str | os.PathLi
     return r
 
 
+def median_run(runs: Sequence[dict]) -> dict:
+    """The run with the median FPS of repeated runs of one model and mode (of an even count, the lower of the
+    middle two: a real run, never an average), with ``fps_runs`` = every run's FPS in the order they ran.
+    Runs without ``fps`` (errors) count only when no run has one: then the first is returned."""
+    timed = [r for r in runs if "fps" in r]
+    if not timed:
+        return dict(runs[0])
+    middle = sorted(timed, key=lambda r: r["fps"])[(len(timed) - 1) // 2]
+    return {**middle, "fps_runs": [r["fps"] for r in timed]}
+
+
+def median_runs(rounds: Sequence[Sequence[dict]]) -> list[dict]:
+    """One :func:`median_run` per "model (mode)" over ``rounds`` (each a list of rows of one pass over every
+    model), in the order of the first round."""
+    groups: dict[str, list[dict]] = {}
+    for rows in rounds:
+        for r in rows:
+            groups.setdefault(realtime_label(r), []).append(r)
+    return [median_run(g) for g in groups.values()]
+
+
 def realtime_report(*, command: str, settings: dict, results: Sequence[dict], fer: dict, thread_sweep: dict,
                     loadavg_start: list | None) -> dict:
     """benchmark.json of bench_realtime (kind "benchmark"): date, command, environment, load average at the
@@ -646,6 +668,11 @@ def realtime_markdown(rep: dict) -> str:
     if rep.get("pipeline_gain"):
         lines += ["", "Pipelined over sequential (FPS ratio, same process): " + ", ".join(
             f"{m}: {x:.2f}x" for m, x in rep["pipeline_gain"].items())]
+    if s.get("repeats", 1) > 1:
+        lines += ["", f"Repeats: {s['repeats']} rounds (every model, then fer, in turn); each row is the round with "
+                  "the median FPS. FPS of every round: " + "; ".join(
+                      f"{realtime_label(r)} {', '.join(_f(v) for v in r['fps_runs'])}"
+                      for r in [*rep["results"], {**fer, "model": "fer"}] if r.get("fps_runs"))]
     if rep.get("thread_sweep"):
         lines += ["", "## Model runtime intra-op threads (batch-1 classification, median ms per face)", "",
                   "| model | " + " | ".join(f"threads={t if t else 'default'}" for t in s["thread_sweep"]) + " |",
