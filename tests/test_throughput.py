@@ -408,7 +408,8 @@ def test_median_run_picks_a_real_run_and_lists_every_fps():
     assert m["fps"] == 58.0 and m["p50_ms"] == runs[0]["p50_ms"]          # lower middle of 4, a real row
     assert m["fps_runs"] == [58.0, 61.0, 55.0, 60.0]
     assert tp.median_run(runs[:3])["fps"] == 58.0
-    assert tp.median_run([{"model": "a", "error": "exit 1"}, runs[1]])["fps"] == 61.0
+    one_failed = tp.median_run([{"model": "a", "error": "exit 1"}, runs[1]])
+    assert one_failed["fps"] == 61.0 and one_failed["failed_runs"] == 1 and "failed_runs" not in m
     assert tp.median_run([{"skipped": "none"}, {"skipped": "none"}]) == {"skipped": "none"}
 
 
@@ -430,7 +431,8 @@ def test_realtime_markdown_lists_every_round_when_repeated():
                            "fps_runs": [24.0, 25.0, 26.0]})
     rep["settings"]["repeats"] = 3
     rep["results"][0]["fps_runs"] = [49.0, 50.0, 51.5]
+    rep["results"][0]["failed_runs"] = 1
     md = tp.realtime_markdown(rep)
     assert ("Repeats: 3 rounds (every model, then fer, in turn); each row is the round with the median FPS. "
-            "FPS of every round: vggbn (pipelined) 49.0, 50.0, 51.5; fer 24.0, 25.0, 26.0") in md
+            "FPS of every round: vggbn (pipelined) 49.0, 50.0, 51.5 (1 failed); fer 24.0, 25.0, 26.0") in md
     assert "Repeats:" not in tp.realtime_markdown(realtime_report({"skipped": "none"}))

@@ -570,12 +570,14 @@ def run_fer(python: str, worker: str | os.PathLike, frames_file: str | os.PathLi
 def median_run(runs: Sequence[dict]) -> dict:
     """The run with the median FPS of repeated runs of one model and mode (of an even count, the lower of the
     middle two: a real run, never an average), with ``fps_runs`` = every run's FPS in the order they ran.
-    Runs without ``fps`` (errors) count only when no run has one: then the first is returned."""
+    Runs without ``fps`` (errors) are counted in ``failed_runs`` (when any); with no timed run, the first run
+    is returned."""
     timed = [r for r in runs if "fps" in r]
     if not timed:
         return dict(runs[0])
     middle = sorted(timed, key=lambda r: r["fps"])[(len(timed) - 1) // 2]
-    return {**middle, "fps_runs": [r["fps"] for r in timed]}
+    failed = {"failed_runs": len(runs) - len(timed)} if len(timed) < len(runs) else {}
+    return {**middle, "fps_runs": [r["fps"] for r in timed], **failed}
 
 
 def median_runs(rounds: Sequence[Sequence[dict]]) -> list[dict]:
@@ -672,6 +674,7 @@ def realtime_markdown(rep: dict) -> str:
         lines += ["", f"Repeats: {s['repeats']} rounds (every model, then fer, in turn); each row is the round with "
                   "the median FPS. FPS of every round: " + "; ".join(
                       f"{realtime_label(r)} {', '.join(_f(v) for v in r['fps_runs'])}"
+                      + (f" ({r['failed_runs']} failed)" if r.get("failed_runs") else "")
                       for r in [*rep["results"], {**fer, "model": "fer"}] if r.get("fps_runs"))]
     if rep.get("thread_sweep"):
         lines += ["", "## Model runtime intra-op threads (batch-1 classification, median ms per face)", "",
