@@ -13,11 +13,12 @@ with one ``Analyzer``; each mode gets a fresh ``Analyzer.session()``, the warm-u
 frames through :func:`fer_hybrid.evaluation.throughput.video_speed`: the realtime CLI's own loop
 (``run_frames``) plus its overlay drawing, frames from memory (no video decode/encode). FPS, frame and
 latency percentiles, CPU use and the stage split are defined in the report. ``--repeats N`` runs N such rounds
-(every model, then fer, in turn) and reports for each row the round with the median FPS, listing every round's. ``--thread-sweep`` also times
-batch-1 classification per face for other TF intra-op thread counts. fer runs in its own venv (default
-/work/venv-fer; its torch/numpy pins clash with ours) via experiments/_bench_fer_worker.py, which returns
-its per-frame times; it is skipped with a message when absent. Writes ``benchmark.json`` +
-``benchmark.md`` (kind "benchmark") to ``--out`` (default experiments/reports/bench-realtime/).
+(every model, then fer, in turn) and reports for each row the round with the median FPS, listing every
+round's. ``--thread-sweep`` also times batch-1 classification per face for other TF intra-op thread counts.
+fer runs in its own venv (default /work/venv-fer; its torch/numpy pins clash with ours) via
+experiments/_bench_fer_worker.py, which returns its per-frame times; it is skipped with a message when
+absent. Writes ``benchmark.json`` + ``benchmark.md`` (kind "benchmark") to ``--out`` (default
+experiments/reports/bench-realtime/).
 For quiet numbers pause other CPU jobs while it runs.
 """
 from __future__ import annotations
@@ -84,7 +85,8 @@ def main(argv=None) -> int:
     bad = [m for m in args.modes.split(",") if m not in MODES]
     if bad or args.depth < 1 or args.repeats < 1:
         why = (f"unknown mode(s) {', '.join(bad)}; use {', '.join(MODES)}" if bad else
-               f"--depth must be >= 1, got {args.depth}" if args.depth < 1 else f"--repeats must be >= 1, got {args.repeats}")
+               f"--depth must be >= 1, got {args.depth}" if args.depth < 1 else
+               f"--repeats must be >= 1, got {args.repeats}")
         print(f"error: {why}", file=sys.stderr)
         return 2
     from fer_hybrid.evaluate import command_line
@@ -109,17 +111,10 @@ def main(argv=None) -> int:
         worker = [sys.executable, __file__, "--frames-file", str(ff), "--warmup", str(args.warmup), "--detect-every",
                   str(args.detect_every), "--detect-width", str(args.detect_width), "--modes", args.modes]
         worker += ["--models-dir", str(args.models_dir)] if args.models_dir else []
-        rounds, fers, sweep_rows = [], [], {}
-        for k in range(args.repeats):   # rounds in turn, so that a slow spell of the machine hits every row alike
-            print(f"[bench] round {k + 1} of {args.repeats}", flush=True)
-            rows, swept = tp.bench_models(worker, models, tf_threads=args.tf_threads, sweep=sweep if k == 0 else [],
-                                          n_frames=len(frames) - args.warmup, env={"PYTHONPATH": str(ROOT)},
-                                          log=functools.partial(print, flush=True))
-            rounds.append(rows)
-            sweep_rows = sweep_rows or swept
-            fers.append(tp.run_fer(args.fer_python, FER_WORKER, ff, args.warmup))
-            print(f"[bench] fer: {json.dumps(fers[-1])[:300]}", flush=True)
-    results, fer = tp.median_runs(rounds), tp.median_run(fers)
+        results, fer, sweep_rows = tp.bench_rounds(
+            worker, models, tf_threads=args.tf_threads, sweep=sweep, n_frames=len(frames) - args.warmup,
+            repeats=args.repeats, fer=lambda: tp.run_fer(args.fer_python, FER_WORKER, ff, args.warmup),
+            env={"PYTHONPATH": str(ROOT)}, log=functools.partial(print, flush=True))
     settings = dict(video=args.video.name, frames=len(frames) - args.warmup, warmup=args.warmup, size=f"{w}x{h}",
                     detect_every=args.detect_every, detect_width=args.detect_width, tf_threads=args.tf_threads,
                     thread_sweep=sweep, modes=args.modes.split(","), depth=args.depth, repeats=args.repeats)

@@ -436,3 +436,20 @@ def test_realtime_markdown_lists_every_round_when_repeated():
     assert ("Repeats: 3 rounds (every model, then fer, in turn); each row is the round with the median FPS. "
             "FPS of every round: vggbn (pipelined) 49.0, 50.0, 51.5 (1 failed); fer 24.0, 25.0, 26.0") in md
     assert "Repeats:" not in tp.realtime_markdown(realtime_report({"skipped": "none"}))
+
+
+def test_bench_rounds_takes_turns_and_reports_the_median_round(tmp_path):
+    worker = tmp_path / "worker.py"
+    worker.write_text(FAKE_WORKER)
+    fer_fps = iter([21.0, 19.0, 20.0])
+    log = []
+    results, fer, sweep = tp.bench_rounds([sys.executable, str(worker), "--modes", "pipelined"], ["a", "bad"],
+                                          tf_threads=1, sweep=[1], n_frames=5, repeats=3,
+                                          fer=lambda: {"model": "fer", "fps": next(fer_fps)}, log=log.append)
+    assert [tp.realtime_label(r) for r in results] == ["a (pipelined)", "bad"]
+    assert results[0]["fps_runs"] == [20.0, 20.0, 20.0] and results[1]["error"].startswith("exit 1: no such model")
+    assert fer == {"model": "fer", "fps": 20.0, "fps_runs": [21.0, 19.0, 20.0]}
+    assert sweep == {"a": {"1": 10.0}, "bad": {"1": None}}                      # swept in round 1 only
+    assert [line for line in log if "round" in line] == ["[bench] round 1 of 3", "[bench] round 2 of 3",
+                                                        "[bench] round 3 of 3"]
+    assert log.index("[bench] round 2 of 3") > log.index('[bench] fer: {"model": "fer", "fps": 21.0}')

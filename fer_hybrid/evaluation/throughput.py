@@ -14,8 +14,8 @@ Frames: :func:`load_frames` (decoded once, resized), :func:`cut_clips` / :func:`
 files), :class:`LoopedFrames` (a video reopened at its end). Machine: :func:`rss_mb`, :func:`loadavg`,
 :func:`cpu_busy_fraction`. Processes: :func:`run_process` (wall time + the child's peak RSS) and
 :func:`subprocess_json` (a worker's JSON line). bench_realtime: :func:`run_model` (the worker),
-:func:`bench_models` (one worker per model), :func:`run_fer` (the fer package), :func:`median_runs` (repeated
-rounds) and :func:`realtime_report`.
+:func:`bench_models` (one worker per model), :func:`run_fer` (the fer package), :func:`bench_rounds` (repeated
+rounds of both, :func:`median_runs`) and :func:`realtime_report`.
 """
 from __future__ import annotations
 
@@ -588,6 +588,26 @@ def median_runs(rounds: Sequence[Sequence[dict]]) -> list[dict]:
         for r in rows:
             groups.setdefault(realtime_label(r), []).append(r)
     return [median_run(g) for g in groups.values()]
+
+
+def bench_rounds(worker_cmd: Sequence[str], models: Sequence[str], *, tf_threads: int, sweep: Sequence[int],
+                 n_frames: int, repeats: int = 1, fer: Callable[[], dict] = lambda: {"skipped": "skipped"},
+                 env: dict | None = None, log: Callable[[str], object] | None = None) -> tuple[list, dict, dict]:
+    """(rows, fer row, thread sweep) of ``repeats`` rounds, each :func:`bench_models` over every model and then
+    ``fer()`` (e.g. :func:`run_fer`), in turn, so that a slow spell of the machine hits every row alike. Rows are
+    :func:`median_runs` of the rounds, the fer row their :func:`median_run`; the thread sweep runs in round 1 only."""
+    say = log or (lambda _: None)
+    rounds, fers, sweep_rows = [], [], {}
+    for k in range(repeats):
+        say(f"[bench] round {k + 1} of {repeats}")
+        rows, swept = bench_models(worker_cmd, models, tf_threads=tf_threads, sweep=sweep if k == 0 else [],
+                                   n_frames=n_frames, env=env, log=log)
+        rounds.append(rows)
+        if k == 0:
+            sweep_rows = swept
+        fers.append(fer())
+        say(f"[bench] fer: {json.dumps(fers[-1])[:300]}")
+    return median_runs(rounds), median_run(fers), sweep_rows
 
 
 def realtime_report(*, command: str, settings: dict, results: Sequence[dict], fer: dict, thread_sweep: dict,
