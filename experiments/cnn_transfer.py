@@ -44,6 +44,14 @@ def parse_args(argv=None, default_backbone: str = "vggbn") -> argparse.Namespace
     p.add_argument("--kd-temperature", type=float, default=2.0, help="distillation temperature T (with --teacher)")
     p.add_argument("--kd-alpha", type=float, default=0.7,
                    help="weight of the distillation term; 1 - alpha goes to the FER2013 label (with --teacher)")
+    p.add_argument("--teacher-views", type=int, default=0,
+                   help="with --teacher: also distil on N fixed augmented views of every training image, each with "
+                        "the teacher's answer on that view; epochs keep the original size, online augmentation is "
+                        "the flip only (default 0: the original images with online augmentation)")
+    p.add_argument("--teacher-views-tta", default="flip",
+                   help="the teacher's TTA policy on the augmented views (flip-symmetric, so a view and its mirror "
+                        "share one target)")
+    p.add_argument("--teacher-views-seed", type=int, default=0, help="seed of the augmented views")
     p.add_argument("--class-weights", action="store_true")
     p.add_argument("--mode", default=d.mode, choices=["all", "head-then-all"])
     p.add_argument("--patience", type=int, default=d.patience)
@@ -77,6 +85,9 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
 
     name = args.name or args.backbone
     command = command_line()
+    if args.teacher_views and not args.teacher or args.teacher_views < 0:
+        print("error: --teacher-views needs --teacher and a count >= 0", file=sys.stderr)
+        return 2
 
     # 1. Data: FER2013 restricted to the five study emotions; targets = labels, FER+ soft labels or a teacher's.
     try:
@@ -94,8 +105,14 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
     except (FileNotFoundError, FerPlusError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    teacher = None
-    if args.teacher:  # knowledge distillation: the teacher's probabilities on every training image, cached
+    teacher, train_data, augment = None, data, Augment.none() if args.no_augment else Augment()
+    if args.teacher and args.teacher_views:  # + the teacher's answers on fixed augmented views (flip stays online)
+        union, train_targets, teacher, labels = T.distillation_with_views(
+            args.teacher, data.train, data.classes, args.kd_temperature, args.kd_alpha, args.teacher_views,
+            args.teacher_views_seed, args.teacher_views_tta)
+        train_data = dataclasses.replace(data, train=union)
+        augment = dataclasses.replace(Augment.none(), flip=augment.flip)
+    elif args.teacher:  # knowledge distillation: the teacher's probabilities on every training image, cached
         train_targets, teacher, labels = T.distillation_from(args.teacher, data.train, data.classes,
                                                              args.kd_temperature, args.kd_alpha)
 
@@ -107,9 +124,10 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
                       distill_temperature=args.kd_temperature if args.teacher else 0.0,
                       distill_alpha=args.kd_alpha if args.teacher else 0.0,
                       mode=args.mode, patience=args.patience, seed=args.seed, precision=args.precision,
-                      strategy=args.strategy,
-                      augment=dataclasses.asdict(Augment.none() if args.no_augment else Augment()))
-    result = fit(cfg, data, Path(args.checkpoints) / name, resume=not args.no_resume, train_targets=train_targets)
+                      strategy=args.strategy, augment=dataclasses.asdict(augment),
+                      epoch_size=len(data.train) if train_data is not data else None)
+    result = fit(cfg, train_data, Path(args.checkpoints) / name, resume=not args.no_resume,
+                 train_targets=train_targets)
 
     # 3. Evaluation on train / val / test (test touched once, here), and batch-1 latency, of what ships.
     shipped, predictor, metrics, latency, as_run = T.evaluate_shipped(result.model, name, data, args.flip_in_graph,

@@ -24,6 +24,7 @@ Saved as a JSON descriptor (``models/hybrid/hybrid.json``) naming the CNN file(s
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import time
@@ -224,6 +225,14 @@ class CNNEnsemblePredictor:
 
     def predict_proba(self, faces) -> np.ndarray:
         return self.predict(faces)[0].astype(np.float32)
+
+    def with_tta(self, tta: str) -> "CNNEnsemblePredictor":
+        """The same members and weights (shared, not copied) under another TTA policy."""
+        from .cnn.tta import tta_policy
+
+        other = copy.copy(self)
+        other.tta, other.views = tta, tta_policy(tta)
+        return other
 
     def embed(self, faces) -> np.ndarray:
         return self.predict(faces)[1]

@@ -148,3 +148,55 @@ def teacher_targets(teacher, name: str, x: np.ndarray, y: np.ndarray, k: int, te
     text = (f"knowledge distillation from {name} (T={temperature:g}, alpha={alpha:g} on the teacher, "
             f"{1 - alpha:g} on the FER2013 label)")
     return distillation_targets(proba, y, k), info, text
+
+
+def augmented_views(x: np.ndarray, copies: int, seed: int, shift: float = 0.1, rotation: float = 10.0,
+                    zoom: float = 0.1, brightness: float = 0.2, contrast: float = 0.2) -> np.ndarray:
+    """uint8 (copies * n, h, w): ``copies`` fixed random views of faces ``x`` uint8 (n, h, w), copy after copy,
+    deterministic in ``seed``. Each view is the training augmentation (:class:`fer_hybrid.data.Augment`
+    ranges: ``shift`` and ``zoom`` fractions of the size, ``rotation`` degrees, ``brightness``/``contrast``
+    max relative changes) without the flip: one affine warp about the centre with the border reflected
+    (:class:`fer_hybrid.cnn.tta.View`), then ``(v - mean) * c + mean + b`` with ``c`` in 1 ± contrast and
+    ``b`` in ± brightness * 255. A teacher's answer on such a view, under a flip-symmetric TTA policy, is
+    the target for that view and its mirror alike, so the student's online flip keeps the pair consistent.
+    """
+    import cv2
+
+    from .tta import View
+
+    x = np.asarray(x)
+    if x.ndim != 3 or x.dtype != np.uint8:
+        raise ValueError(f"faces must be uint8 (n, h, w), got {x.dtype} {x.shape}")
+    if copies < 1:
+        raise ValueError(f"copies must be >= 1, got {copies}")
+    n, h, w = x.shape
+    rng = np.random.default_rng(seed)
+    out = np.empty((copies * n, h, w), np.uint8)
+    for c in range(copies):
+        u = rng.uniform(-1.0, 1.0, size=(n, 6))
+        for i in range(n):
+            view = View(zoom=1.0 / (1.0 + zoom * u[i, 0]), angle=rotation * u[i, 1],
+                        offset=(shift * w * u[i, 2], shift * h * u[i, 3]))
+            v = cv2.warpAffine(x[i].astype(np.float32), view.matrix(h, w), (w, h), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REFLECT)
+            v = (v - v.mean()) * (1.0 + contrast * u[i, 4]) + v.mean() + brightness * 255.0 * u[i, 5]
+            out[c * n + i] = np.clip(np.rint(v), 0, 255).astype(np.uint8)
+    return out
+
+
+def teacher_view_targets(teacher, name: str, x: np.ndarray, y: np.ndarray, k: int, copies: int, seed: int,
+                         tta: str, cache_dir: str | Path,
+                         progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """The teacher's answers on :func:`augmented_views` of training faces ``x`` (n, h, w) with labels ``y``:
+    (views uint8 (copies * n, h, w), their labels (copies * n,), float32 (copies * n, k) teacher
+    probabilities, info). The teacher (``teacher.cnn`` when it is a hybrid) runs under the TTA policy
+    ``tta`` (it must offer ``with_tta``); the probabilities are cached like :func:`cached_teacher_proba`."""
+    cnn = getattr(teacher, "cnn", teacher)
+    if tta != getattr(cnn, "tta", None):
+        cnn = cnn.with_tta(tta)
+    views = augmented_views(x, copies, seed)
+    proba, info = cached_teacher_proba(cnn.predict_proba, views, teacher_key(name, cnn), cache_dir, progress=progress)
+    labels = np.tile(np.asarray(y), copies)
+    info.update(name=name, copies=copies, seed=seed, tta=tta,
+                train_accuracy=float((proba.argmax(1) == labels).mean()))
+    return views, labels, proba, info

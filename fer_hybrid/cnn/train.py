@@ -45,6 +45,9 @@ class TrainConfig:
     mode: str = "all"                    # all | head-then-all
     head_epochs: int = 2
     patience: int = 10                   # early stopping on val accuracy
+    epoch_size: int | None = None        # training samples per epoch, drawn from a reshuffled repeat of the
+                                         # train split (None: one pass), e.g. the original size when the split
+                                         # also holds fixed augmented views
     augment: dict = dataclasses.field(default_factory=lambda: dataclasses.asdict(Augment()))
     seed: int = 42
     precision: str = "auto"              # auto | float32 | mixed_bfloat16 | mixed_float16
@@ -209,7 +212,8 @@ def _datasets(cfg: TrainConfig, data: FER2013, batch_size: int, train_targets: n
     k = len(data.classes)
     onehot = lambda x, y: (x, tf.one_hot(y, k))  # noqa: E731
     y_train = data.train.y if train_targets is None else train_targets
-    train = make_dataset(data.train.x, y_train, batch_size=batch_size, shuffle=True, augment=aug, seed=cfg.seed)
+    train = make_dataset(data.train.x, y_train, batch_size=batch_size, shuffle=True, augment=aug, seed=cfg.seed,
+                         repeat=cfg.epoch_size is not None)
     val = make_dataset(data.val.x, data.val.y, batch_size=256)
     if cfg.distill_temperature:  # the label half is what LabelAccuracy scores; the teacher half is the label too
         val = val.map(lambda x, y: (x, tf.concat([tf.one_hot(y, k), tf.one_hot(y, k)], axis=-1)))
@@ -244,7 +248,9 @@ def fit(cfg: TrainConfig, data: FER2013, checkpoint_dir: str | os.PathLike, resu
         raise ValueError(f"train_targets has shape {np.shape(train_targets)}; expected "
                          f"{(len(data.train), width)} (one row per training image)")
     train_ds, val_ds = _datasets(cfg, data, batch_size, train_targets)
-    steps = int(np.ceil(len(data.train) / batch_size))
+    if cfg.epoch_size is not None and cfg.epoch_size < 1:
+        raise ValueError(f"epoch_size must be a positive number of samples or None, got {cfg.epoch_size}")
+    steps = int(np.ceil((cfg.epoch_size or len(data.train)) / batch_size))
     k = len(data.classes)
     class_weight = balanced_class_weights(data.train.y, k) if cfg.class_weights else None
 
@@ -277,6 +283,7 @@ def fit(cfg: TrainConfig, data: FER2013, checkpoint_dir: str | os.PathLike, resu
                                                            patience=max(1, cfg.patience // 3), min_lr=1e-6))
     if initial_epoch < cfg.epochs:
         model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=initial_epoch,
+                  steps_per_epoch=steps if cfg.epoch_size is not None else None,
                   class_weight=class_weight, callbacks=callbacks, verbose=verbose)
 
     best = export_float32(cfg, load_best(ckpt_dir), k)
@@ -292,7 +299,8 @@ def _fit_head(model, cfg, train_ds, val_ds, steps, class_weight, verbose, soft_t
         layer.trainable = False
     compile_model(model, make_optimizer(cfg, steps, cfg.head_epochs, lr_scale=1.0), cfg.label_smoothing,
                   soft_targets)
-    model.fit(train_ds, validation_data=val_ds, epochs=cfg.head_epochs, class_weight=class_weight, verbose=verbose)
+    model.fit(train_ds, validation_data=val_ds, epochs=cfg.head_epochs, class_weight=class_weight, verbose=verbose,
+              steps_per_epoch=steps if cfg.epoch_size is not None else None)
     for layer in frozen:
         layer.trainable = True
 

@@ -81,9 +81,37 @@ def transfer_report(*, name: str, kind: str, cfg, result, metrics: dict, latency
 def distillation_from(teacher: str, train, classes, temperature: float, alpha: float) -> tuple[np.ndarray, dict, str]:
     """:func:`fer_hybrid.cnn.distill.teacher_targets` of the registered model ``teacher`` on a training ``Split``
     (targets cached in :func:`fer_hybrid.data.cache_dir`): (targets (n, 2k), teacher info, labels text)."""
-    from ..cnn.distill import teacher_targets
-    from ..data import cache_dir
     from ..predictors import load_predictor
 
-    return teacher_targets(load_predictor(teacher), teacher, train.x, train.y, len(classes), temperature, alpha,
-                           cache_dir())
+    return distillation_from_model(load_predictor(teacher), teacher, train, classes, temperature, alpha)
+
+
+def distillation_from_model(model, teacher: str, train, classes, temperature: float,
+                            alpha: float) -> tuple[np.ndarray, dict, str]:
+    """:func:`distillation_from` with the registered model ``teacher`` already loaded as ``model``."""
+    from ..cnn.distill import teacher_targets
+    from ..data import cache_dir
+
+    return teacher_targets(model, teacher, train.x, train.y, len(classes), temperature, alpha, cache_dir())
+
+
+def distillation_with_views(teacher: str, train, classes, temperature: float, alpha: float, copies: int, seed: int,
+                            tta: str) -> tuple:
+    """:func:`distillation_from` on the training ``Split`` plus the teacher's answers, under the TTA policy ``tta``,
+    on ``copies`` fixed augmented views of it (:func:`fer_hybrid.cnn.distill.teacher_view_targets`, cached).
+    Returns (the union ``Split``: originals then views, keys ``<key>#view<c>``; targets (len(union), 2k);
+    teacher info with a ``views`` entry; labels text)."""
+    from ..cnn.distill import distillation_targets, teacher_view_targets
+    from ..data import Split, cache_dir
+    from ..predictors import load_predictor
+
+    model = load_predictor(teacher)
+    targets, info, text = distillation_from_model(model, teacher, train, classes, temperature, alpha)
+    views, labels, proba, view_info = teacher_view_targets(model, teacher, train.x, train.y, len(classes), copies,
+                                                           seed, tta, cache_dir())
+    keys = np.concatenate([train.keys] + [np.char.add(train.keys.astype(str), f"#view{c}") for c in range(copies)])
+    union = Split(np.concatenate([train.x, views]), np.concatenate([train.y, labels]), keys)
+    info["views"] = view_info
+    text += (f"; plus the teacher's answers ({tta} TTA) on {copies} fixed augmented view(s) of every training image "
+             "(shift, rotation, zoom, brightness, contrast; the flip stays online)")
+    return union, np.concatenate([targets, distillation_targets(proba, labels, len(classes))]), info, text
