@@ -4,6 +4,7 @@
     python experiments/cnn_transfer.py --backbone vggface --weights vggface     # online users
     python experiments/cnn_transfer.py --backbone mobilenetv2 --weights imagenet --mode head-then-all
     python experiments/cnn_transfer.py --weights models/vggbn.keras --epochs 8 --lr 3e-4 --ferplus-mix 0.5
+    python experiments/cnn_transfer.py --weights models/vggbn-soup.keras --teacher ensemble --teacher-views 2 --tta
 
 Method: the 5 study classes; train = Training, val = PublicTest (model selection, early stopping),
 test = PrivateTest (reported once). All layers are fine-tuned (``--mode all``, the study's protocol).
@@ -107,9 +108,13 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
         return 2
     teacher, train_data, augment = None, data, Augment.none() if args.no_augment else Augment()
     if args.teacher and args.teacher_views:  # + the teacher's answers on fixed augmented views (flip stays online)
-        union, train_targets, teacher, labels = T.distillation_with_views(
-            args.teacher, data.train, data.classes, args.kd_temperature, args.kd_alpha, args.teacher_views,
-            args.teacher_views_seed, args.teacher_views_tta)
+        try:
+            union, train_targets, teacher, labels = T.distillation_with_views(
+                args.teacher, data.train, data.classes, args.kd_temperature, args.kd_alpha, args.teacher_views,
+                args.teacher_views_seed, args.teacher_views_tta)
+        except ValueError as e:  # an unknown TTA policy, a teacher without a CNN ensemble
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         train_data = dataclasses.replace(data, train=union)
         augment = dataclasses.replace(Augment.none(), flip=augment.flip)
     elif args.teacher:  # knowledge distillation: the teacher's probabilities on every training image, cached

@@ -71,6 +71,9 @@ def test_teacher_view_targets_run_the_teacher_under_the_views_policy_and_cache(t
     assert info["train_accuracy"] == pytest.approx(0.5)
     again = teacher_view_targets(teacher, "ens", x, y, 5, 2, 7, "flip", tmp_path, progress=False)
     assert again[3]["cached"] is True and len(teacher.cnn.calls) == 1
+    fixed = types.SimpleNamespace(predict_proba=teacher.cnn.predict_proba, tta="none")
+    with pytest.raises(ValueError, match="not a CNN ensemble"):
+        teacher_view_targets(fixed, "one", x, y, 5, 1, 7, "flip", tmp_path, progress=False)
 
 
 def test_distillation_with_views_builds_the_union_split(tmp_path, monkeypatch):

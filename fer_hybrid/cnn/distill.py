@@ -193,6 +193,8 @@ def teacher_view_targets(teacher, name: str, x: np.ndarray, y: np.ndarray, k: in
     ``tta`` (it must offer ``with_tta``); the probabilities are cached like :func:`cached_teacher_proba`."""
     cnn = getattr(teacher, "cnn", teacher)
     if tta != getattr(cnn, "tta", None):
+        if not hasattr(cnn, "with_tta"):
+            raise ValueError(f"teacher {name!r} cannot run under the TTA policy {tta!r}: it is not a CNN ensemble")
         cnn = cnn.with_tta(tta)
     views = augmented_views(x, copies, seed)
     proba, info = cached_teacher_proba(cnn.predict_proba, views, teacher_key(name, cnn), cache_dir, progress=progress)
