@@ -154,3 +154,12 @@ def test_experiment_script_missing_data_exits_2(tmp_path, capsys):
 
     assert cnn_transfer.main(["--data", str(tmp_path / "nope.tar.gz")]) == 2
     assert "FER2013 source not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--teacher-views", "2"], ["--teacher", "ensemble", "--teacher-views", "-1"]])
+def test_experiment_script_teacher_views_need_a_teacher(argv, tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import cnn_transfer
+
+    assert cnn_transfer.main(["--data", str(tmp_path / "nope.tar.gz")] + argv) == 2
+    assert capsys.readouterr().err.strip() == "error: --teacher-views needs --teacher and a count >= 0"
