@@ -32,6 +32,9 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=None, help="FER2013 folder/.tar.gz/csv (default: $FER2013_PATH)")
     ap.add_argument("--reports", default=str(ROOT / "experiments" / "reports"))
     ap.add_argument("--checkpoints", default=str(ROOT / "experiments" / "checkpoints"))
+    ap.add_argument("--uniform", action="store_true",
+                    help="average every ingredient (uniform soup) instead of the greedy choice; the trail still "
+                         "records each step's val accuracy")
     ap.add_argument("--ship", action="store_true", help="write models/NAME.keras and its manifest entry")
     args = ap.parse_args(argv)
 
@@ -58,11 +61,11 @@ def main(argv=None) -> int:
 
     # 2. Greedy soup, chosen on val with the flip TTA.
     try:
-        result = greedy_soup(models, score=lambda m: S.flip_accuracy(m, data.val))
+        result = greedy_soup(models, score=lambda m: S.flip_accuracy(m, data.val), keep_all=args.uniform)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    fields = S.soup_fields(names, files, result, ROOT)
+    fields = S.soup_fields(names, files, result, ROOT, uniform=args.uniform)
     print(json.dumps({"trail": fields["trail"]}))
 
     # 3. The soup as the registry runs it (flip TTA): train / val / test, batch-1 ms per face.
@@ -82,7 +85,8 @@ def main(argv=None) -> int:
         command=command_line(), ms_per_face=latency, params=int(soup.count_params()),
         artifact=reports.artifact_info(path, ROOT), data={"source": Path(data.source).name, "sha256": data.sha256},
         backbone=models[0].name, tta=True, evaluated_as_run=as_run, soup=fields,
-        notes=(f"greedy model soup of {len(fields['chosen'])} of {len(names)} ingredients, chosen on val; one "
+        notes=(f"{'uniform' if args.uniform else 'greedy'} model soup of {len(fields['chosen'])} of {len(names)} "
+               "ingredients, chosen on val; one "
                "network at inference; metrics with the flip TTA the registry applies"))
     out = reports.write_report(report, Path(args.reports) / args.name)
     if args.ship:

@@ -127,3 +127,11 @@ def test_model_soup_script_fails_in_one_line_on_an_unknown_ingredient(sample_tar
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "nope" in err[0]
     assert not (tmp_path / "r").exists()
+
+
+def test_uniform_soup_keeps_every_ingredient_and_scores_each_step():
+    models = [tiny(10.0), tiny(1.0), tiny(3.0)]
+    r = greedy_soup(models, lambda m: -abs(kernel_mean(m) - 2.0), keep_all=True)
+    assert r.chosen == [1, 2, 0] and all(t["kept"] for t in r.trail)
+    assert kernel_mean(r.model) == pytest.approx(14.0 / 3)   # the mean of all three, though it scores worse
+    assert r.score == pytest.approx(-abs(14.0 / 3 - 2.0))

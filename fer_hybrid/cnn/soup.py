@@ -68,10 +68,11 @@ class SoupResult:
         return [t["score"] for t in self.trail if t["kept"]][-1]
 
 
-def greedy_soup(models: Sequence, score: Callable[[object], float]) -> SoupResult:
+def greedy_soup(models: Sequence, score: Callable[[object], float], keep_all: bool = False) -> SoupResult:
     """Greedy soup: ingredients sorted by ``score`` (higher is better; use val, never test), the best first;
     each next one joins the uniform average only if the soup's score does not drop. With one ingredient kept,
-    ``model`` is that ingredient itself."""
+    ``model`` is that ingredient itself. ``keep_all``: every ingredient joins (the uniform soup), the trail
+    still scoring each step."""
     check_compatible(models)
     scores = [float(score(m)) for m in models]
     order = sorted(range(len(models)), key=lambda i: -scores[i])
@@ -80,7 +81,7 @@ def greedy_soup(models: Sequence, score: Callable[[object], float]) -> SoupResul
     for i in order[1:]:
         candidate = average_weights([models[j] for j in chosen + [i]])
         s = float(score(candidate))
-        kept = s >= best
+        kept = keep_all or s >= best
         trail.append({"ingredient": i, "score": s, "kept": kept})
         if kept:
             chosen, best, soup = chosen + [i], s, candidate

@@ -39,14 +39,16 @@ def flip_accuracy(model, split) -> float:
     return float((predict_proba(model, split.x, tta=True).argmax(1) == split.y).mean())
 
 
-def soup_fields(names: list[str], files: list[Path], result, root: str | os.PathLike) -> dict:
+def soup_fields(names: list[str], files: list[Path], result, root: str | os.PathLike, uniform: bool = False) -> dict:
     """The report's ``soup`` section: every ingredient (name, file, sha256, own val score), the greedy trail
-    by name, and the names that made the soup."""
+    by name, and the names that made the soup (``uniform``: every ingredient, :func:`greedy_soup` keep_all)."""
     from ..reports import artifact_info
 
     return {
-        "method": "greedy soup (Wortsman et al. 2022): ingredients in order of val accuracy (flip TTA); each joins "
-                  "the uniform weight average only if the soup's val accuracy does not drop; test not used",
+        "method": ("uniform soup (Wortsman et al. 2022): the uniform weight average of every ingredient; the trail "
+                   "scores each step on val (flip TTA); test not used" if uniform else
+                   "greedy soup (Wortsman et al. 2022): ingredients in order of val accuracy (flip TTA); each joins "
+                   "the uniform weight average only if the soup's val accuracy does not drop; test not used"),
         "ingredients": [{"name": n, **artifact_info(f, root), "val_accuracy": s}
                         for n, f, s in zip(names, files, result.scores)],
         "trail": [{"ingredient": names[t["ingredient"]], "val_accuracy": t["score"], "kept": t["kept"]}
