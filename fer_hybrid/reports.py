@@ -139,6 +139,22 @@ def fmt(v: Any, digits: int = 4) -> str:
     return str(v)
 
 
+def teacher_lines(teacher: dict | None) -> list[str]:
+    """Markdown lines for a distilled model's ``teacher`` section (none without one)."""
+    if not isinstance(teacher, dict):
+        return []
+    out = [f"- teacher: `{teacher.get('name')}` under its TTA `{teacher.get('tta')}`, T = "
+           f"{fmt(teacher.get('temperature'), 2)}, alpha = {fmt(teacher.get('alpha'), 2)}; targets on the training "
+           f"images took {fmt(teacher.get('seconds'), 1)} s (teacher accuracy on them "
+           f"{fmt(teacher.get('train_accuracy'))})"]
+    v = teacher.get("views")
+    if isinstance(v, dict):
+        out.append(f"- teacher on {fmt(v.get('copies'))} fixed augmented view(s) of each training image (seed "
+                   f"{fmt(v.get('seed'))}), TTA `{v.get('tta')}`: {fmt(v.get('seconds'), 1)} s (teacher accuracy on "
+                   f"them {fmt(v.get('train_accuracy'))})")
+    return out
+
+
 def to_markdown(report: dict) -> str:
     """The Markdown twin of a report."""
     m = report["metrics"]
@@ -147,9 +163,10 @@ def to_markdown(report: dict) -> str:
              + (" (trained from random initialisation: no pretrained weights were available offline)"
                 if report["weights"] is None and report["kind"] in ("cnn", "baseline") else ""),
              f"- command: `{report['command']}`"]
-    for key in ("backbone", "image_size", "epochs", "notes"):
+    for key in ("backbone", "image_size", "epochs", "best_epoch", "tta", "labels_trained_on", "notes"):
         if report.get(key) is not None:
             lines.append(f"- {key.replace('_', ' ')}: {report[key]}")
+    lines += teacher_lines(report.get("teacher"))
     lines += ["", "| split | n | accuracy | macro-F1 |", "|---|---:|---:|---:|"]
     for s in ("train", "val", "test"):
         if isinstance(m.get(s), dict):

@@ -127,3 +127,15 @@ def test_write_study_writes_json_ready_json_and_markdown(tmp_path):
     j, m = write_study({"x": np.float32(0.5), "rows": np.arange(2)}, "# study\n", tmp_path / "new", "study")
     assert json.loads(j.read_text()) == {"x": 0.5, "rows": [0, 1]} and m.read_text() == "# study\n"
     assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["study.json", "study.md"]   # no temp left
+
+
+def test_markdown_names_the_teacher_and_its_views():
+    teacher = {"name": "ensemble", "tta": "flip-scale", "temperature": 2.0, "alpha": 0.7, "seconds": 4639.4,
+               "train_accuracy": 0.8554,
+               "views": {"copies": 2, "seed": 0, "tta": "flip", "seconds": 2154.8, "train_accuracy": 0.8421}}
+    lines = rp.teacher_lines(teacher)
+    assert lines[0] == ("- teacher: `ensemble` under its TTA `flip-scale`, T = 2.00, alpha = 0.70; targets on the "
+                        "training images took 4639.4 s (teacher accuracy on them 0.8554)")
+    assert lines[1] == ("- teacher on 2 fixed augmented view(s) of each training image (seed 0), TTA `flip`: "
+                        "2154.8 s (teacher accuracy on them 0.8421)")
+    assert rp.teacher_lines(None) == [] and len(rp.teacher_lines({**teacher, "views": None})) == 1
