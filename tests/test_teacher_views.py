@@ -129,3 +129,4 @@ def test_epoch_size_sets_the_samples_per_epoch(tmp_path):
     assert int(last.optimizer.iterations) == 4 and len(res.history["val_accuracy"]) == 2  # 16 samples = 2 batches
     with pytest.raises(ValueError, match="epoch_size must be a positive"):
         fit(dataclasses.replace(cfg, epoch_size=0), data, tmp_path / "ckpt2", verbose=0)
+    assert not (tmp_path / "ckpt2").exists()  # refused before anything is written

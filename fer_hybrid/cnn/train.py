@@ -234,6 +234,8 @@ def fit(cfg: TrainConfig, data: FER2013, checkpoint_dir: str | os.PathLike, resu
     """
     import keras
 
+    if cfg.epoch_size is not None and cfg.epoch_size < 1:
+        raise ValueError(f"epoch_size must be a positive number of samples or None, got {cfg.epoch_size}")
     ckpt_dir = Path(checkpoint_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     precision = resolve_precision(cfg.precision)
@@ -248,8 +250,6 @@ def fit(cfg: TrainConfig, data: FER2013, checkpoint_dir: str | os.PathLike, resu
         raise ValueError(f"train_targets has shape {np.shape(train_targets)}; expected "
                          f"{(len(data.train), width)} (one row per training image)")
     train_ds, val_ds = _datasets(cfg, data, batch_size, train_targets)
-    if cfg.epoch_size is not None and cfg.epoch_size < 1:
-        raise ValueError(f"epoch_size must be a positive number of samples or None, got {cfg.epoch_size}")
     steps = int(np.ceil((cfg.epoch_size or len(data.train)) / batch_size))
     k = len(data.classes)
     class_weight = balanced_class_weights(data.train.y, k) if cfg.class_weights else None
