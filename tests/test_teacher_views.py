@@ -12,6 +12,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from fer_hybrid.cnn.distill import augmented_views, teacher_view_targets  # noqa: E402
+from fer_hybrid.data import Augment  # noqa: E402
 
 CLASSES = ("angry", "fear", "happy", "sad", "surprise")
 
@@ -32,10 +33,10 @@ def test_views_are_deterministic_copy_after_copy_and_change_the_faces():
 
 def test_views_with_zero_ranges_are_the_faces_and_a_shift_moves_the_content():
     x = faces()
-    same = augmented_views(x, 1, seed=0, shift=0, rotation=0, zoom=0, brightness=0, contrast=0)
+    same = augmented_views(x, 1, seed=0, augment=Augment.none())
     np.testing.assert_array_equal(same, x)
-    bright = augmented_views(np.full((3, 48, 48), 100, np.uint8), 1, seed=0, shift=0, rotation=0, zoom=0,
-                             contrast=0, brightness=0.2)
+    bright = augmented_views(np.full((3, 48, 48), 100, np.uint8), 1, seed=0,
+                             augment=dataclasses.replace(Augment.none(), brightness=0.2))
     assert np.all(np.abs(bright.astype(int) - 100) <= 51) and len(np.unique(bright[:, 0, 0])) == 3
 
 

@@ -150,20 +150,23 @@ def teacher_targets(teacher, name: str, x: np.ndarray, y: np.ndarray, k: int, te
     return distillation_targets(proba, y, k), info, text
 
 
-def augmented_views(x: np.ndarray, copies: int, seed: int, shift: float = 0.1, rotation: float = 10.0,
-                    zoom: float = 0.1, brightness: float = 0.2, contrast: float = 0.2) -> np.ndarray:
+def augmented_views(x: np.ndarray, copies: int, seed: int, augment=None) -> np.ndarray:
     """uint8 (copies * n, h, w): ``copies`` fixed random views of faces ``x`` uint8 (n, h, w), copy after copy,
-    deterministic in ``seed``. Each view is the training augmentation (:class:`fer_hybrid.data.Augment`
-    ranges: ``shift`` and ``zoom`` fractions of the size, ``rotation`` degrees, ``brightness``/``contrast``
-    max relative changes) without the flip: one affine warp about the centre with the border reflected
-    (:class:`fer_hybrid.cnn.tta.View`), then ``(v - mean) * c + mean + b`` with ``c`` in 1 ± contrast and
-    ``b`` in ± brightness * 255. A teacher's answer on such a view, under a flip-symmetric TTA policy, is
-    the target for that view and its mirror alike, so the student's online flip keeps the pair consistent.
+    deterministic in ``seed``. Each view is the training augmentation ``augment`` (a
+    :class:`fer_hybrid.data.Augment`, default ``Augment()``: ``shift`` and ``zoom`` fractions of the size,
+    ``rotation`` degrees, ``brightness``/``contrast`` max relative changes) without its flip: one affine warp
+    about the centre with the border reflected (:class:`fer_hybrid.cnn.tta.View`), then
+    ``(v - mean) * c + mean + b`` with ``c`` in 1 ± contrast and ``b`` in ± brightness * 255. A teacher's
+    answer on such a view, under a flip-symmetric TTA policy, is the target for that view and its mirror
+    alike, so the student's online flip keeps the pair consistent.
     """
     import cv2
 
+    from ..data import Augment
     from .tta import View
 
+    a = Augment() if augment is None else augment
+    shift, rotation, zoom, brightness, contrast = a.shift, a.rotation, a.zoom, a.brightness, a.contrast
     x = np.asarray(x)
     if x.ndim != 3 or x.dtype != np.uint8:
         raise ValueError(f"faces must be uint8 (n, h, w), got {x.dtype} {x.shape}")
