@@ -57,6 +57,12 @@ def parse_args(argv=None, default_backbone: str = "vggbn") -> argparse.Namespace
     p.add_argument("--mode", default=d.mode, choices=["all", "head-then-all"])
     p.add_argument("--patience", type=int, default=d.patience)
     p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--low-res", type=float, default=0.0,
+                   help="degradation: max relative loss of resolution (0.5: down to 24 px and back), see "
+                        "fer_hybrid.data.degrade")
+    p.add_argument("--blur", type=float, default=0.0, help="degradation: max Gaussian blur sigma (px of 48)")
+    p.add_argument("--noise", type=float, default=0.0, help="degradation: max Gaussian noise std (grey levels)")
+    p.add_argument("--degrade-p", type=float, default=0.25, help="probability of each degradation per image")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--precision", default=d.precision, choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"])
     p.add_argument("--strategy", default=d.strategy, choices=["default", "mirrored", "multiworker"])
@@ -90,6 +96,13 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
         print("error: --teacher-views needs --teacher and a count >= 0", file=sys.stderr)
         return 2
 
+    try:
+        degradation = dict(low_res=args.low_res, blur=args.blur, noise=args.noise, degrade_p=args.degrade_p)
+        augment = dataclasses.replace(Augment.none() if args.no_augment else Augment(), **degradation)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
     # 1. Data: FER2013 restricted to the five study emotions; targets = labels, FER+ soft labels or a teacher's.
     try:
         data = load_fer2013(args.data)
@@ -106,8 +119,8 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
     except (FileNotFoundError, FerPlusError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    teacher, train_data, augment = None, data, Augment.none() if args.no_augment else Augment()
-    if args.teacher and args.teacher_views:  # + the teacher's answers on fixed augmented views (flip stays online)
+    teacher, train_data = None, data
+    if args.teacher and args.teacher_views:  # + the teacher's answers on fixed views (flip, degradations online)
         try:
             union, train_targets, teacher, labels = T.distillation_with_views(
                 args.teacher, data.train, data.classes, args.kd_temperature, args.kd_alpha, args.teacher_views,
@@ -116,7 +129,7 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         train_data = dataclasses.replace(data, train=union)
-        augment = dataclasses.replace(Augment.none(), flip=augment.flip)
+        augment = dataclasses.replace(Augment.none(), flip=augment.flip, **degradation)
     elif args.teacher:  # knowledge distillation: the teacher's probabilities on every training image, cached
         train_targets, teacher, labels = T.distillation_from(args.teacher, data.train, data.classes,
                                                              args.kd_temperature, args.kd_alpha)

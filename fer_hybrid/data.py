@@ -353,7 +353,11 @@ def duplicate_report(data: FER2013) -> dict:
 @dataclasses.dataclass(frozen=True)
 class Augment:
     """Training augmentation. Fractions are of the image size; ``rotation`` in degrees;
-    ``brightness``/``contrast`` are max relative changes. All zero = no augmentation."""
+    ``brightness``/``contrast`` are max relative changes. All zero = no augmentation.
+
+    Degradations (off by default; each hits an image with probability ``degrade_p``, see :func:`degrade`):
+    ``low_res`` = max relative loss of resolution (0.5: down to half the side, then back up), ``blur`` = max
+    Gaussian sigma (px of the image), ``noise`` = max Gaussian noise std (grey levels)."""
 
     flip: bool = True
     shift: float = 0.1
@@ -361,6 +365,21 @@ class Augment:
     zoom: float = 0.1
     brightness: float = 0.2
     contrast: float = 0.2
+    low_res: float = 0.0
+    blur: float = 0.0
+    noise: float = 0.0
+    degrade_p: float = 0.25
+
+    def __post_init__(self):
+        if not 0.0 <= self.low_res < 1.0:
+            raise ValueError(f"low_res must be in [0, 1), got {self.low_res}")
+        if self.blur < 0 or self.noise < 0 or not 0.0 <= self.degrade_p <= 1.0:
+            raise ValueError(f"blur and noise must be >= 0 and degrade_p in [0, 1], got blur={self.blur}, "
+                             f"noise={self.noise}, degrade_p={self.degrade_p}")
+
+    @property
+    def degrades(self) -> bool:
+        return self.degrade_p > 0 and (self.low_res > 0 or self.blur > 0 or self.noise > 0)
 
     @classmethod
     def none(cls) -> "Augment":
@@ -384,6 +403,53 @@ class Augment:
         if self.contrast:
             out.append(keras.layers.RandomContrast(self.contrast, seed=seed))
         return out
+
+
+BLUR_RADIUS = 3          # px: the Gaussian kernel of :func:`degrade` spans 2 * 3 + 1 taps
+LOW_RES_LEVELS = 3       # :func:`degrade` draws the reduced side from this many sizes between the min and full
+
+
+def degrade(img, augment: Augment, seed: int = 0):
+    """float32 (b, h, w, c) images in 0..255 -> the same, each image independently degraded as a face seen
+    small, out of focus or by a noisy camera: with probability ``augment.degrade_p`` each, (1) resolution lost
+    (area-downscaled to one of :data:`LOW_RES_LEVELS` sides between ``(1 - low_res) * h`` and ``h``, exclusive,
+    then bilinear back to h x w), (2) Gaussian blur, sigma uniform in (0, ``blur``] px (reflected border,
+    kernel radius :data:`BLUR_RADIUS`), (3) Gaussian noise, std uniform in (0, ``noise``] grey levels. Not clipped.
+    """
+    import tensorflow as tf
+
+    a = augment
+    b = tf.shape(img)[0]
+    h, w = int(img.shape[1]), int(img.shape[2])
+
+    def hit(offset):
+        return tf.cast(tf.random.uniform([b, 1, 1, 1], seed=seed + offset) < a.degrade_p, img.dtype)
+
+    if a.low_res > 0:
+        sides = np.linspace((1.0 - a.low_res) * h, h, LOW_RES_LEVELS + 1)[:-1]
+        pick = tf.random.uniform([b], 0, len(sides), dtype=tf.int32, seed=seed + 1)
+        out = img
+        for j, side in enumerate(sides):
+            small = tf.image.resize(img, (max(1, round(side)), max(1, round(side * w / h))), method="area")
+            back = tf.image.resize(small, (h, w), method="bilinear")
+            out = tf.where(tf.reshape(pick == j, [-1, 1, 1, 1]), back, out)
+        m = hit(2)
+        img = m * out + (1 - m) * img
+    if a.blur > 0:
+        r = BLUR_RADIUS
+        sigma = tf.random.uniform([b, 1], 1e-3, a.blur, seed=seed + 3)
+        taps = tf.range(-r, r + 1, dtype=tf.float32)[None, :]
+        k = tf.exp(-0.5 * (taps / sigma) ** 2)
+        k = k / tf.reduce_sum(k, axis=1, keepdims=True)                        # (b, 2r + 1)
+        m = hit(4)
+        padded = tf.pad(img, [[0, 0], [r, r], [r, r], [0, 0]], mode="REFLECT")
+        rows = sum(k[:, j, None, None, None] * padded[:, :, j:j + w, :] for j in range(2 * r + 1))
+        out = sum(k[:, j, None, None, None] * rows[:, j:j + h, :, :] for j in range(2 * r + 1))
+        img = m * out + (1 - m) * img
+    if a.noise > 0:
+        std = tf.random.uniform([b, 1, 1, 1], 0.0, a.noise, seed=seed + 5)
+        img = img + hit(6) * std * tf.random.normal(tf.shape(img), seed=seed + 7)
+    return img
 
 
 def make_dataset(x: np.ndarray, y: np.ndarray | None = None, *, batch_size: int = 64, shuffle: bool = False,
@@ -419,6 +485,8 @@ def make_dataset(x: np.ndarray, y: np.ndarray | None = None, *, batch_size: int 
         def apply(img, *rest):
             for layer in aug:
                 img = layer(img, training=True)
+            if augment.degrades:
+                img = degrade(img, augment, seed)
             return (tf.clip_by_value(img, 0.0, 255.0),) + rest
 
         ds = ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE)

@@ -155,6 +155,16 @@ def teacher_lines(teacher: dict | None) -> list[str]:
     return out
 
 
+def degradation_line(config: dict | None) -> list[str]:
+    """A Markdown line for a CNN run trained with degradations (``config["augment"]``; none without them)."""
+    a = (config or {}).get("augment") if isinstance(config, dict) else None
+    if not isinstance(a, dict) or not a.get("degrade_p") or not any(a.get(k) for k in ("low_res", "blur", "noise")):
+        return []
+    return [f"- training degradations, each with probability {fmt(a['degrade_p'], 2)} per image: resolution loss up "
+            f"to {fmt(a.get('low_res'), 2)} of the side, blur sigma up to {fmt(a.get('blur'), 2)} px, noise std up to "
+            f"{fmt(a.get('noise'), 1)} grey levels"]
+
+
 def to_markdown(report: dict) -> str:
     """The Markdown twin of a report."""
     m = report["metrics"]
@@ -167,6 +177,7 @@ def to_markdown(report: dict) -> str:
         if report.get(key) is not None:
             lines.append(f"- {key.replace('_', ' ')}: {report[key]}")
     lines += teacher_lines(report.get("teacher"))
+    lines += degradation_line(report.get("config"))
     lines += ["", "| split | n | accuracy | macro-F1 |", "|---|---:|---:|---:|"]
     for s in ("train", "val", "test"):
         if isinstance(m.get(s), dict):

@@ -139,3 +139,16 @@ def test_markdown_names_the_teacher_and_its_views():
     assert lines[1] == ("- teacher on 2 fixed augmented view(s) of each training image (seed 0), TTA `flip`: "
                         "2154.8 s (teacher accuracy on them 0.8421)")
     assert rp.teacher_lines(None) == [] and len(rp.teacher_lines({**teacher, "views": None})) == 1
+
+
+def test_degradation_line_names_the_training_degradations_and_is_absent_without_them():
+    import dataclasses
+
+    from fer_hybrid.data import Augment
+
+    cfg = {"augment": dataclasses.asdict(Augment(low_res=0.5, blur=1.2, noise=4.0))}
+    assert rp.degradation_line(cfg) == [
+        "- training degradations, each with probability 0.25 per image: resolution loss up to 0.50 of the side, "
+        "blur sigma up to 1.20 px, noise std up to 4.0 grey levels"]
+    assert rp.degradation_line({"augment": dataclasses.asdict(Augment())}) == []
+    assert rp.degradation_line({"augment": {"flip": True}}) == [] and rp.degradation_line(None) == []
