@@ -53,6 +53,9 @@ def parse_args(argv=None, default_backbone: str = "vggbn") -> argparse.Namespace
                    help="the teacher's TTA policy on the augmented views (flip-symmetric, so a view and its mirror "
                         "share one target)")
     p.add_argument("--teacher-views-seed", type=int, default=0, help="seed of the augmented views")
+    p.add_argument("--view-augment", type=float, default=0.0,
+                   help="with --teacher-views: online augmentation on top of the fixed views, as a fraction of the "
+                        "training augmentation's ranges (default 0: the flip only)")
     p.add_argument("--class-weights", action="store_true")
     p.add_argument("--mode", default=d.mode, choices=["all", "head-then-all"])
     p.add_argument("--patience", type=int, default=d.patience)
@@ -95,10 +98,14 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
     if args.teacher_views and not args.teacher or args.teacher_views < 0:
         print("error: --teacher-views needs --teacher and a count >= 0", file=sys.stderr)
         return 2
+    if args.view_augment and not args.teacher_views:
+        print("error: --view-augment needs --teacher-views", file=sys.stderr)
+        return 2
 
     try:
         degradation = dict(low_res=args.low_res, blur=args.blur, noise=args.noise, degrade_p=args.degrade_p)
         augment = dataclasses.replace(Augment.none() if args.no_augment else Augment(), **degradation)
+        augment.scaled(args.view_augment)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -129,7 +136,7 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         train_data = dataclasses.replace(data, train=union)
-        augment = dataclasses.replace(Augment.none(), flip=augment.flip, **degradation)
+        augment = augment.scaled(args.view_augment)
     elif args.teacher:  # knowledge distillation: the teacher's probabilities on every training image, cached
         train_targets, teacher, labels = T.distillation_from(args.teacher, data.train, data.classes,
                                                              args.kd_temperature, args.kd_alpha)

@@ -377,6 +377,15 @@ class Augment:
             raise ValueError(f"blur and noise must be >= 0 and degrade_p in [0, 1], got blur={self.blur}, "
                              f"noise={self.noise}, degrade_p={self.degrade_p}")
 
+    def scaled(self, factor: float) -> "Augment":
+        """This augmentation with its shift, rotation, zoom, brightness and contrast ranges times ``factor``
+        (>= 0); flip and degradations unchanged."""
+        if factor < 0:
+            raise ValueError(f"the augmentation scale must be >= 0, got {factor}")
+        return dataclasses.replace(self, shift=self.shift * factor, rotation=self.rotation * factor,
+                                   zoom=self.zoom * factor, brightness=self.brightness * factor,
+                                   contrast=self.contrast * factor)
+
     @property
     def degrades(self) -> bool:
         return self.degrade_p > 0 and (self.low_res > 0 or self.blur > 0 or self.noise > 0)

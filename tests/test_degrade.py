@@ -93,3 +93,25 @@ def test_experiment_script_refuses_a_bad_degradation(tmp_path, capsys):
 
     assert cnn_transfer.main(["--data", str(tmp_path / "nope.tar.gz"), "--low-res", "1.5"]) == 2
     assert capsys.readouterr().err.strip() == "error: low_res must be in [0, 1), got 1.5"
+
+
+def test_scaled_augment_shrinks_the_ranges_and_keeps_flip_and_degradations():
+    a = Augment(blur=1.0).scaled(0.5)
+    assert (a.shift, a.rotation, a.zoom, a.brightness, a.contrast) == (0.05, 5.0, 0.05, 0.1, 0.1)
+    assert a.flip and a.blur == 1.0 and a.degrade_p == 0.25
+    assert Augment().scaled(0.0) == Augment(shift=0.0, rotation=0.0, zoom=0.0, brightness=0.0, contrast=0.0)
+    with pytest.raises(ValueError, match="the augmentation scale must be >= 0, got -1"):
+        Augment().scaled(-1)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--view-augment", "0.5"], "error: --view-augment needs --teacher-views"),
+    (["--teacher", "ensemble", "--teacher-views", "1", "--view-augment", "-1"],
+     "error: the augmentation scale must be >= 0, got -1.0"),
+])
+def test_experiment_script_refuses_a_bad_view_augment(argv, message, tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import cnn_transfer
+
+    assert cnn_transfer.main(["--data", str(tmp_path / "nope.tar.gz")] + argv) == 2
+    assert capsys.readouterr().err.strip() == message
