@@ -155,14 +155,21 @@ def teacher_lines(teacher: dict | None) -> list[str]:
     return out
 
 
-def degradation_line(config: dict | None) -> list[str]:
-    """A Markdown line for a CNN run trained with degradations (``config["augment"]``; none without them)."""
-    a = (config or {}).get("augment") if isinstance(config, dict) else None
-    if not isinstance(a, dict) or not a.get("degrade_p") or not any(a.get(k) for k in ("low_res", "blur", "noise")):
+def augmentation_lines(config: dict | None) -> list[str]:
+    """Markdown lines for a CNN run's online augmentation (``config["augment"]``, a
+    :class:`fer_hybrid.data.Augment` as a dict): its ranges, then its degradations if any (none without one)."""
+    a = config.get("augment") if isinstance(config, dict) else None
+    if not isinstance(a, dict):
         return []
-    return [f"- training degradations, each with probability {fmt(a['degrade_p'], 2)} per image: resolution loss up "
-            f"to {fmt(a.get('low_res'), 2)} of the side, blur sigma up to {fmt(a.get('blur'), 2)} px, noise std up to "
-            f"{fmt(a.get('noise'), 1)} grey levels"]
+    ranges = [f"{k} {fmt(float(a[k]), 2)}" for k in ("shift", "rotation", "zoom", "brightness", "contrast")
+              if a.get(k)]
+    out = [f"- online augmentation: {'flip' if a.get('flip') else 'no flip'}"
+           + (f"; {', '.join(ranges)}" if ranges else "")]
+    if a.get("degrade_p") and any(a.get(k) for k in ("low_res", "blur", "noise")):
+        out.append(f"- training degradations, each with probability {fmt(float(a['degrade_p']), 2)} per image: "
+                   f"resolution loss up to {fmt(float(a.get('low_res', 0)), 2)} of the side, blur sigma up to "
+                   f"{fmt(float(a.get('blur', 0)), 2)} px, noise std up to {fmt(float(a.get('noise', 0)), 1)} grey levels")
+    return out
 
 
 def to_markdown(report: dict) -> str:
@@ -177,7 +184,7 @@ def to_markdown(report: dict) -> str:
         if report.get(key) is not None:
             lines.append(f"- {key.replace('_', ' ')}: {report[key]}")
     lines += teacher_lines(report.get("teacher"))
-    lines += degradation_line(report.get("config"))
+    lines += augmentation_lines(report.get("config"))
     lines += ["", "| split | n | accuracy | macro-F1 |", "|---|---:|---:|---:|"]
     for s in ("train", "val", "test"):
         if isinstance(m.get(s), dict):

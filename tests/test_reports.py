@@ -141,14 +141,16 @@ def test_markdown_names_the_teacher_and_its_views():
     assert rp.teacher_lines(None) == [] and len(rp.teacher_lines({**teacher, "views": None})) == 1
 
 
-def test_degradation_line_names_the_training_degradations_and_is_absent_without_them():
+def test_augmentation_lines_name_the_online_augmentation_and_degradations():
     import dataclasses
 
     from fer_hybrid.data import Augment
 
-    cfg = {"augment": dataclasses.asdict(Augment(low_res=0.5, blur=1.2, noise=4.0))}
-    assert rp.degradation_line(cfg) == [
+    cfg = {"augment": dataclasses.asdict(Augment(low_res=0.5, blur=1.2, noise=4.0).scaled(0.5))}
+    assert rp.augmentation_lines(cfg) == [
+        "- online augmentation: flip; shift 0.05, rotation 5.00, zoom 0.05, brightness 0.10, contrast 0.10",
         "- training degradations, each with probability 0.25 per image: resolution loss up to 0.50 of the side, "
         "blur sigma up to 1.20 px, noise std up to 4.0 grey levels"]
-    assert rp.degradation_line({"augment": dataclasses.asdict(Augment())}) == []
-    assert rp.degradation_line({"augment": {"flip": True}}) == [] and rp.degradation_line(None) == []
+    assert rp.augmentation_lines({"augment": dataclasses.asdict(Augment.none())}) == ["- online augmentation: no flip"]
+    assert rp.augmentation_lines({"augment": {"flip": True}}) == ["- online augmentation: flip"]
+    assert rp.augmentation_lines(None) == [] and rp.augmentation_lines({}) == []
