@@ -115,3 +115,11 @@ def test_experiment_script_refuses_a_bad_view_augment(argv, message, tmp_path, c
 
     assert cnn_transfer.main(["--data", str(tmp_path / "nope.tar.gz")] + argv) == 2
     assert capsys.readouterr().err.strip() == message
+
+
+def test_the_degraded_images_change_from_batch_to_batch():
+    x = np.full((32, 8, 8), 128, np.uint8)
+    aug = dataclasses.replace(Augment.none(), noise=8.0, degrade_p=0.5)
+    it = iter(make_dataset(x, np.zeros(32, int), batch_size=32, augment=aug, repeat=True))
+    masks = [next(it)[0].numpy().std(axis=(1, 2, 3)) > 0 for _ in range(3)]
+    assert not (np.array_equal(masks[0], masks[1]) and np.array_equal(masks[1], masks[2]))
