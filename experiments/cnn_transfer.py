@@ -103,9 +103,9 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
         return 2
 
     try:
-        degradation = dict(low_res=args.low_res, blur=args.blur, noise=args.noise, degrade_p=args.degrade_p)
-        augment = dataclasses.replace(Augment.none() if args.no_augment else Augment(), **degradation)
-        augment.scaled(args.view_augment)
+        augment = dataclasses.replace(Augment.none() if args.no_augment else Augment(), low_res=args.low_res,
+                                      blur=args.blur, noise=args.noise, degrade_p=args.degrade_p)
+        view_augment = augment.scaled(args.view_augment)  # online on top of fixed teacher views
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -136,7 +136,7 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         train_data = dataclasses.replace(data, train=union)
-        augment = augment.scaled(args.view_augment)
+        augment = view_augment
     elif args.teacher:  # knowledge distillation: the teacher's probabilities on every training image, cached
         train_targets, teacher, labels = T.distillation_from(args.teacher, data.train, data.classes,
                                                              args.kd_temperature, args.kd_alpha)
