@@ -52,7 +52,9 @@ def parse_args(argv=None, default_backbone: str = "vggbn") -> argparse.Namespace
     p.add_argument("--teacher-views-tta", default="flip",
                    help="the teacher's TTA policy on the augmented views (flip-symmetric, so a view and its mirror "
                         "share one target)")
-    p.add_argument("--teacher-views-seed", type=int, default=0, help="seed of the augmented views")
+    p.add_argument("--teacher-views-seed", type=int, nargs="+", default=[0],
+                   help="seed(s) of the augmented views: N views per seed, each seed's teacher answers cached on "
+                        "their own, so adding a seed to an earlier run computes only the new views (default 0)")
     p.add_argument("--view-augment", type=float, default=0.0,
                    help="with --teacher-views: online augmentation on top of the fixed views, as a fraction of the "
                         "training augmentation's ranges (default 0: the flip only)")
@@ -100,6 +102,9 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
         return 2
     if args.view_augment and not args.teacher_views:
         print("error: --view-augment needs --teacher-views", file=sys.stderr)
+        return 2
+    if len(set(args.teacher_views_seed)) != len(args.teacher_views_seed):
+        print(f"error: --teacher-views-seed values must be distinct, got {args.teacher_views_seed}", file=sys.stderr)
         return 2
 
     try:

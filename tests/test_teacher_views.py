@@ -77,6 +77,25 @@ def test_teacher_view_targets_run_the_teacher_under_the_views_policy_and_cache(t
         teacher_view_targets(fixed, "one", x, y, 5, 1, 7, "flip", tmp_path, progress=False)
 
 
+def test_seed_groups_are_cached_on_their_own_so_a_new_seed_costs_only_its_views(tmp_path):
+    x, y = faces(4), np.array([2, 2, 0, 1])
+    teacher = types.SimpleNamespace(cnn=Ensemble())
+    first = teacher_view_targets(teacher, "ens", x, y, 5, 2, 7, "flip", tmp_path, progress=False)
+    views, labels, proba, info = teacher_view_targets(teacher, "ens", x, y, 5, 2, [7, 8], "flip", tmp_path,
+                                                      progress=False)
+    assert teacher.cnn.calls == [("flip", 8), ("flip", 8)]  # seed 7 came from the cache, seed 8 was computed
+    assert views.shape == (16, 48, 48) and labels.tolist() == [2, 2, 0, 1] * 4 and proba.shape == (16, 5)
+    np.testing.assert_array_equal(views[:8], first[0])
+    np.testing.assert_array_equal(views[8:], augmented_views(x, 2, seed=8))
+    assert (info["copies"], info["copies_per_seed"], info["seed"], info["cached"]) == (4, 2, [7, 8], False)
+    assert [g["cached"] for g in info["groups"]] == [True, False] and "cache" not in info
+    assert info["groups"][0]["cache"] == first[3]["cache"] != info["groups"][1]["cache"]
+    with pytest.raises(ValueError, match=r"view seeds must be distinct and at least one, got \[7, 7\]"):
+        teacher_view_targets(teacher, "ens", x, y, 5, 1, [7, 7], "flip", tmp_path, progress=False)
+    with pytest.raises(ValueError, match="at least one"):
+        teacher_view_targets(teacher, "ens", x, y, 5, 1, [], "flip", tmp_path, progress=False)
+
+
 def test_distillation_with_views_builds_the_union_split(tmp_path, monkeypatch):
     import fer_hybrid.data as data_mod
     import fer_hybrid.predictors as predictors
@@ -96,6 +115,9 @@ def test_distillation_with_views_builds_the_union_split(tmp_path, monkeypatch):
     assert targets[:, 5:].argmax(1).tolist() == [0, 2, 4] * 3  # the FER2013 label half
     assert info["tta"] == "flip-scale" and info["views"]["tta"] == "flip" and info["views"]["copies"] == 2
     assert "2 fixed augmented view(s)" in text and text.startswith("knowledge distillation from ens")
+    union, targets, info, text = T.distillation_with_views("ens", train, CLASSES, 2.0, 0.7, 1, [0, 5], "flip")
+    assert len(union) == 9 and union.keys[-1] == "c.png#view1" and targets.shape == (9, 10)
+    assert info["views"]["seed"] == [0, 5] and "2 fixed augmented view(s)" in text
 
 
 def test_an_ensemble_under_another_policy_shares_its_members():

@@ -163,3 +163,13 @@ def test_experiment_script_teacher_views_need_a_teacher(argv, tmp_path, capsys):
 
     assert cnn_transfer.main(["--data", str(tmp_path / "nope.tar.gz")] + argv) == 2
     assert capsys.readouterr().err.strip() == "error: --teacher-views needs --teacher and a count >= 0"
+
+
+def test_experiment_script_view_seeds_must_be_distinct(tmp_path, capsys):
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import cnn_transfer
+
+    argv = ["--data", str(tmp_path / "nope.tar.gz"), "--teacher", "ensemble", "--teacher-views", "1",
+            "--teacher-views-seed", "0", "0"]
+    assert cnn_transfer.main(argv) == 2
+    assert capsys.readouterr().err.strip() == "error: --teacher-views-seed values must be distinct, got [0, 0]"

@@ -187,21 +187,38 @@ def augmented_views(x: np.ndarray, copies: int, seed: int, augment=None) -> np.n
     return out
 
 
-def teacher_view_targets(teacher, name: str, x: np.ndarray, y: np.ndarray, k: int, copies: int, seed: int,
+def teacher_view_targets(teacher, name: str, x: np.ndarray, y: np.ndarray, k: int, copies: int, seeds,
                          tta: str, cache_dir: str | Path,
                          progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """The teacher's answers on :func:`augmented_views` of training faces ``x`` (n, h, w) with labels ``y``:
-    (views uint8 (copies * n, h, w), their labels (copies * n,), float32 (copies * n, k) teacher
-    probabilities, info). The teacher (``teacher.cnn`` when it is a hybrid) runs under the TTA policy
-    ``tta`` (it must offer ``with_tta``); the probabilities are cached like :func:`cached_teacher_proba`."""
+    ``copies`` views per seed in ``seeds`` (an int or a sequence of distinct ints), seed group after seed group.
+    Returns (views uint8 (m, h, w), their labels (m,), float32 (m, k) teacher probabilities, info) with
+    m = copies * len(seeds) * n. The teacher (``teacher.cnn`` when it is a hybrid) runs under the TTA policy
+    ``tta`` (it must offer ``with_tta``); each seed group's probabilities are cached on their own like
+    :func:`cached_teacher_proba`, so adding a seed costs only the new group."""
+    seed_list = [int(seeds)] if np.ndim(seeds) == 0 else [int(s) for s in seeds]
+    if not seed_list or len(set(seed_list)) != len(seed_list):
+        raise ValueError(f"view seeds must be distinct and at least one, got {seed_list}")
     cnn = getattr(teacher, "cnn", teacher)
     if tta != getattr(cnn, "tta", None):
         if not hasattr(cnn, "with_tta"):
             raise ValueError(f"teacher {name!r} cannot run under the TTA policy {tta!r}: it is not a CNN ensemble")
         cnn = cnn.with_tta(tta)
-    views = augmented_views(x, copies, seed)
-    proba, info = cached_teacher_proba(cnn.predict_proba, views, teacher_key(name, cnn), cache_dir, progress=progress)
-    labels = np.tile(np.asarray(y), copies)
-    info.update(name=name, copies=copies, seed=seed, tta=tta,
-                train_accuracy=float((proba.argmax(1) == labels).mean()))
+    key = teacher_key(name, cnn)
+    groups, all_views, all_proba = [], [], []
+    for seed in seed_list:
+        views = augmented_views(x, copies, seed)
+        proba, info = cached_teacher_proba(cnn.predict_proba, views, key, cache_dir, progress=progress)
+        groups.append({"seed": seed, "cache": info["cache"], "images_sha256": info["images_sha256"],
+                       "seconds": info["seconds"], "cached": info["cached"]})
+        all_views.append(views)
+        all_proba.append(proba)
+    views, proba = np.concatenate(all_views), np.concatenate(all_proba)
+    labels = np.tile(np.asarray(y), copies * len(seed_list))
+    info = {"name": name, "teacher_key": key, "copies": copies * len(seed_list), "copies_per_seed": copies,
+            "seed": seed_list[0] if len(seed_list) == 1 else seed_list, "tta": tta, "groups": groups,
+            "seconds": float(sum(g["seconds"] for g in groups)), "cached": all(g["cached"] for g in groups),
+            "train_accuracy": float((proba.argmax(1) == labels).mean())}
+    if len(groups) == 1:  # one group: its cache entry, as before seed groups existed
+        info.update(cache=groups[0]["cache"], images_sha256=groups[0]["images_sha256"])
     return views, labels, proba, info

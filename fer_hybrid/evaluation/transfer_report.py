@@ -95,10 +95,10 @@ def distillation_from_model(model, teacher: str, train, classes, temperature: fl
     return teacher_targets(model, teacher, train.x, train.y, len(classes), temperature, alpha, cache_dir())
 
 
-def distillation_with_views(teacher: str, train, classes, temperature: float, alpha: float, copies: int, seed: int,
+def distillation_with_views(teacher: str, train, classes, temperature: float, alpha: float, copies: int, seed,
                             tta: str) -> tuple:
     """:func:`distillation_from` on the training ``Split`` plus the teacher's answers, under the TTA policy ``tta``,
-    on ``copies`` fixed augmented views of it (:func:`fer_hybrid.cnn.distill.teacher_view_targets`, cached).
+    on ``copies`` fixed augmented views of it per seed in ``seed`` (an int or a sequence) (:func:`fer_hybrid.cnn.distill.teacher_view_targets`, cached).
     Returns (the union ``Split``: originals then views, keys ``<key>#view<c>``; targets (len(union), 2k);
     teacher info with a ``views`` entry; labels text)."""
     from ..cnn.distill import distillation_targets, teacher_view_targets
@@ -109,9 +109,10 @@ def distillation_with_views(teacher: str, train, classes, temperature: float, al
     targets, info, text = distillation_from_model(model, teacher, train, classes, temperature, alpha)
     views, labels, proba, view_info = teacher_view_targets(model, teacher, train.x, train.y, len(classes), copies,
                                                            seed, tta, cache_dir())
-    keys = np.concatenate([train.keys] + [np.char.add(train.keys.astype(str), f"#view{c}") for c in range(copies)])
+    total = view_info["copies"]
+    keys = np.concatenate([train.keys] + [np.char.add(train.keys.astype(str), f"#view{c}") for c in range(total)])
     union = Split(np.concatenate([train.x, views]), np.concatenate([train.y, labels]), keys)
     info["views"] = view_info
-    text += (f"; plus the teacher's answers ({tta} TTA) on {copies} fixed augmented view(s) of every training image "
+    text += (f"; plus the teacher's answers ({tta} TTA) on {total} fixed augmented view(s) of every training image "
              "(shift, rotation, zoom, brightness, contrast; the flip stays online)")
     return union, np.concatenate([targets, distillation_targets(proba, labels, len(classes))]), info, text
