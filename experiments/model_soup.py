@@ -85,9 +85,9 @@ def main(argv=None) -> int:
         command=command_line(), ms_per_face=latency, params=int(soup.count_params()),
         artifact=reports.artifact_info(path, ROOT), data={"source": Path(data.source).name, "sha256": data.sha256},
         backbone=models[0].name, tta=True, evaluated_as_run=as_run, soup=fields,
-        notes=(f"{'uniform' if args.uniform else 'greedy'} model soup of {len(fields['chosen'])} of {len(names)} "
-               "ingredients, chosen on val; one "
-               "network at inference; metrics with the flip TTA the registry applies"))
+        notes=((f"uniform model soup of all {len(names)} ingredients (val only scores the trail)" if args.uniform else
+                f"greedy model soup of {len(fields['chosen'])} of {len(names)} ingredients, chosen on val")
+               + "; one network at inference; metrics with the flip TTA the registry applies"))
     out = reports.write_report(report, Path(args.reports) / args.name)
     if args.ship:
         artifacts.update_manifest(args.name, path, command=command_line(), data=report["data"],

@@ -108,14 +108,21 @@ def _script():
     return mod
 
 
-def test_model_soup_script_writes_the_report_of_what_it_chose(sample_tar, tmp_path, capsys):
+@pytest.mark.parametrize("uniform", [False, True])
+def test_model_soup_script_writes_the_report_of_what_it_chose(sample_tar, tmp_path, capsys, uniform):
     rc = _script().main(["--ingredients", "vggbn,vggbn-ft", "--name", "soup-test", "--data", str(sample_tar),
-                         "--reports", str(tmp_path / "reports"), "--checkpoints", str(tmp_path / "ckpt")])
+                         "--reports", str(tmp_path / "reports"), "--checkpoints", str(tmp_path / "ckpt")]
+                        + ["--uniform"] * uniform)
     assert rc == 0
     report = json.loads((tmp_path / "reports" / "soup-test" / "report.json").read_text())
     soup = report["soup"]
     assert [i["name"] for i in soup["ingredients"]] == ["vggbn", "vggbn-ft"]
     assert set(soup["chosen"]) <= {"vggbn", "vggbn-ft"} and soup["chosen"]
+    if uniform:  # every ingredient kept: nothing was chosen on val
+        assert len(soup["chosen"]) == 2 and report["notes"].startswith(
+            "uniform model soup of all 2 ingredients (val only scores the trail); one network")
+    else:
+        assert report["notes"].startswith(f"greedy model soup of {len(soup['chosen'])} of 2 ingredients, chosen on val")
     assert soup["val_accuracy"] == pytest.approx(report["metrics"]["val"]["accuracy"])  # same model, same TTA
     assert report["metrics"]["val"]["n"] == 15 and report["tta"] is True
     assert (tmp_path / "ckpt" / "soup-test" / "soup.keras").exists()
