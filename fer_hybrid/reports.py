@@ -152,7 +152,8 @@ def teacher_lines(teacher: dict | None) -> list[str]:
         seeds = v.get("seed")
         seeds = (f"seeds {', '.join(str(s) for s in seeds)}, {fmt(v.get('copies_per_seed'))} each"
                  if isinstance(seeds, list) else f"seed {fmt(seeds)}")
-        out.append(f"- teacher on {fmt(v.get('copies'))} fixed augmented view(s) of each training image ({seeds}), TTA `{v.get('tta')}`: {fmt(v.get('seconds'), 1)} s (teacher accuracy on "
+        out.append(f"- teacher on {fmt(v.get('copies'))} fixed augmented view(s) of each training image ({seeds}), "
+                   f"TTA `{v.get('tta')}`: {fmt(v.get('seconds'), 1)} s (teacher accuracy on "
                    f"them {fmt(v.get('train_accuracy'))})")
     return out
 

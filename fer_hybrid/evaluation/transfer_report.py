@@ -98,7 +98,8 @@ def distillation_from_model(model, teacher: str, train, classes, temperature: fl
 def distillation_with_views(teacher: str, train, classes, temperature: float, alpha: float, copies: int, seed,
                             tta: str) -> tuple:
     """:func:`distillation_from` on the training ``Split`` plus the teacher's answers, under the TTA policy ``tta``,
-    on ``copies`` fixed augmented views of it per seed in ``seed`` (an int or a sequence) (:func:`fer_hybrid.cnn.distill.teacher_view_targets`, cached).
+    on ``copies`` fixed augmented views of it per seed in ``seed`` (an int or a sequence;
+    :func:`fer_hybrid.cnn.distill.teacher_view_targets`, cached per seed).
     Returns (the union ``Split``: originals then views, keys ``<key>#view<c>``; targets (len(union), 2k);
     teacher info with a ``views`` entry; labels text)."""
     from ..cnn.distill import distillation_targets, teacher_view_targets
