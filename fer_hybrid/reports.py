@@ -149,11 +149,11 @@ def teacher_lines(teacher: dict | None) -> list[str]:
            f"{fmt(teacher.get('train_accuracy'))})"]
     v = teacher.get("views")
     if isinstance(v, dict):
-        seeds = v.get("seed")
-        seeds = (f"seeds {', '.join(str(s) for s in seeds)}, {fmt(v.get('copies_per_seed'))} each"
-                 if isinstance(seeds, list) else f"seed {fmt(seeds)}")
-        out.append(f"- teacher on {fmt(v.get('copies'))} fixed augmented view(s) of each training image ({seeds}), "
-                   f"TTA `{v.get('tta')}`: {fmt(v.get('seconds'), 1)} s (teacher accuracy on "
+        seed = v.get("seed")
+        seed_text = (f"seeds {', '.join(str(s) for s in seed)}, {fmt(v.get('copies_per_seed'))} each"
+                     if isinstance(seed, list) else f"seed {fmt(seed)}")
+        out.append(f"- teacher on {fmt(v.get('copies'))} fixed augmented view(s) of each training image "
+                   f"({seed_text}), TTA `{v.get('tta')}`: {fmt(v.get('seconds'), 1)} s (teacher accuracy on "
                    f"them {fmt(v.get('train_accuracy'))})")
     return out
 

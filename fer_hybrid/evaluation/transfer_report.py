@@ -95,10 +95,10 @@ def distillation_from_model(model, teacher: str, train, classes, temperature: fl
     return teacher_targets(model, teacher, train.x, train.y, len(classes), temperature, alpha, cache_dir())
 
 
-def distillation_with_views(teacher: str, train, classes, temperature: float, alpha: float, copies: int, seed,
+def distillation_with_views(teacher: str, train, classes, temperature: float, alpha: float, copies: int, seeds,
                             tta: str) -> tuple:
     """:func:`distillation_from` on the training ``Split`` plus the teacher's answers, under the TTA policy ``tta``,
-    on ``copies`` fixed augmented views of it per seed in ``seed`` (an int or a sequence;
+    on ``copies`` fixed augmented views of it per seed in ``seeds`` (an int or a sequence;
     :func:`fer_hybrid.cnn.distill.teacher_view_targets`, cached per seed).
     Returns (the union ``Split``: originals then views, keys ``<key>#view<c>``; targets (len(union), 2k);
     teacher info with a ``views`` entry; labels text)."""
@@ -109,7 +109,7 @@ def distillation_with_views(teacher: str, train, classes, temperature: float, al
     model = load_predictor(teacher)
     targets, info, text = distillation_from_model(model, teacher, train, classes, temperature, alpha)
     views, labels, proba, view_info = teacher_view_targets(model, teacher, train.x, train.y, len(classes), copies,
-                                                           seed, tta, cache_dir())
+                                                           seeds, tta, cache_dir())
     total = view_info["copies"]
     keys = np.concatenate([train.keys] + [np.char.add(train.keys.astype(str), f"#view{c}") for c in range(total)])
     union = Split(np.concatenate([train.x, views]), np.concatenate([train.y, labels]), keys)
