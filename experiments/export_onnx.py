@@ -16,7 +16,8 @@ Method:
    ``--make-default`` then makes the model the default if its val accuracy as run beats the current
    default's (chosen on val) and, when the default has an in-the-frame report, the Keras model's own in-frame
    report (``experiments/inframe.py --model NAME --variants V --splits val``, run before) is not lower on val:
-   the ONNX entry when it agrees within 1e-4 and is faster, else the Keras entry.
+   the ONNX entry when it agrees within 1e-4 and is faster, else the Keras entry. The decision and its
+   reason go into the report (``default_decision``); a refusal exits 1 (the export and its entry stay).
 """
 from __future__ import annotations
 
@@ -89,16 +90,25 @@ def main(argv=None) -> int:
     load = os.getloadavg()[0]
     onnx = O.onnx_fields(diffs, ms, times, keras_accuracy, args.threads, load)
 
-    # 5. The ONNX model's accuracy as run, in the standard report.
+    # 5. The ONNX model's accuracy as run; with --make-default, the decision against the current default.
     metrics = evaluate_predictor(onnx_pred.predict_proba, data)
+    decision = None
+    if args.ship and args.make_default:
+        current = artifacts.read_manifest()
+        better, why = O.beats_default(
+            current, metrics["val"]["accuracy"], inframe=inframe_report.find_report(args.reports, name),
+            default_inframe=inframe_report.find_report(args.reports, current.get("default")))
+        decision = {"made": better, "reason": why,
+                    "default": (f"{name}-onnx" if onnx["agrees"] and onnx["faster"] else name) if better else None}
     report = reports.make_report(
         name=f"{name}-onnx", kind="cnn", weights=f"models/{spec.artifact}", metrics=metrics, command=command_line(),
         ms_per_face=ms["onnx"], artifact=reports.artifact_info(out, ROOT),
         data={"source": Path(data.source).name, "sha256": data.sha256},
         tta=f"{spec.tta} (in the ONNX graph)", evaluated_as_run=True, exported_from=name, onnx=onnx,
-        notes=(f"{name} chosen on val among the shipped Keras CNNs ({', '.join(sorted(keras_cnns))}); "
-               f"batch-1 ms per face of the registry's Keras predictor ({spec.tta} TTA) and of the ONNX graph "
-               f"measured in one process with {args.threads} thread(s), load average {load:.2f}"))
+        default_decision=decision,
+        notes=(f"{O.choice_note(name, args.model, keras_cnns)}; batch-1 ms per face of the registry's Keras "
+               f"predictor ({spec.tta} TTA) and of the ONNX graph measured in one process with {args.threads} "
+               f"thread(s), load average {load:.2f}" + (f"; --make-default: {decision['reason']}" if decision else "")))
     path = reports.write_report(report, Path(args.reports) / f"{name}-onnx")
     summary = {"model": name, "onnx": str(out), "max_abs_diff": diffs, "agrees": onnx["agrees"], "ms_per_face": ms,
                "val": metrics["val"]["accuracy"], "test": metrics["test"]["accuracy"], "report": str(path)}
@@ -107,21 +117,16 @@ def main(argv=None) -> int:
     if args.ship:
         artifacts.update_manifest(
             f"{name}-onnx", out, command=command_line(), data=report["data"], weights=f"models/{spec.artifact}",
-            metrics=manifest_metrics(metrics), report=str(path.relative_to(ROOT)), kind="cnn", loader="onnx",
+            metrics=manifest_metrics(metrics), report=reports.repo_path(path, ROOT), kind="cnn", loader="onnx",
             description=f"{name} with its {spec.tta} TTA inside an ONNX graph, run by onnxruntime without TensorFlow",
             train_command=manifest[name].get("train_command") or manifest[name].get("command"))
-        if args.make_default:
-            current = artifacts.read_manifest()
-            better, why = O.beats_default(
-                current, metrics["val"]["accuracy"], inframe=inframe_report.find_report(args.reports, name),
-                default_inframe=inframe_report.find_report(args.reports, current.get("default")))
-            print(why)
-            if better:
-                default = f"{name}-onnx" if onnx["agrees"] and onnx["faster"] else name
-                artifacts.set_default(default)
-                summary["default"] = default
+        if decision:
+            print(decision["reason"])
+            if decision["made"]:
+                artifacts.set_default(decision["default"])
+                summary["default"] = decision["default"]
     print(json.dumps(summary))
-    return 0
+    return 1 if decision and not decision["made"] else 0
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ from fer_hybrid.evaluation.landmark_report import LandmarkReports, member_metric
 from fer_hybrid.landmarks import selection as sel
 from fer_hybrid.landmarks.extract import extract_fer2013
 from fer_hybrid.landmarks.predictor import load_landmark_predictor, save_landmark_model
-from fer_hybrid.reports import artifact_info
+from fer_hybrid.reports import artifact_info, repo_path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "fer2013" / "fer2013_images.tar.gz"
@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     if shipped:
         path = out.folder("ensemble") / "report.json"
         sel.record_shipped(shipped, models_root, metrics_of["ensemble"], command=training["command"], data=meta,
-                           report=str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path))
+                           report=repo_path(path, ROOT))
         print(f"manifest {models_root / 'manifest.json'}: landmarks -> {shipped}")
     return 0
 

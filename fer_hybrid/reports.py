@@ -40,6 +40,12 @@ def get_dotted(d: dict, dotted: str) -> Any:
     return d
 
 
+def repo_path(path: str | os.PathLike, root: str | os.PathLike) -> str:
+    """``path`` relative to ``root`` (POSIX) when it lies under it, else as given: how a manifest names a report."""
+    path = Path(path)
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+
+
 def artifact_info(path: str | os.PathLike | None, root: str | os.PathLike | None = None) -> dict | None:
     """{"path": relative-or-absolute path, "sha256": ..., "bytes": ...} or None."""
     if path is None:

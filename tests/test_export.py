@@ -16,7 +16,8 @@ from fer_hybrid.cnn.export import export_onnx, with_flip_tta  # noqa: E402
 from fer_hybrid.onnx_model import OnnxPredictor  # noqa: E402
 from fer_hybrid.predictors import ArtifactError, KerasPredictor, load_keras_model  # noqa: E402
 
-TINY = Path(__file__).parent / "data" / "tiny_cnn.keras"
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "data" / "tiny_cnn.keras"
 FACES = np.random.default_rng(0).integers(0, 256, (6, 48, 48), dtype=np.uint8)
 
 
@@ -77,3 +78,43 @@ def test_onnx_threads_follow_the_environment_then_the_default(exported, monkeypa
     monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "3")  # what the CLIs' --tf-threads sets
     assert OnnxPredictor(onnx_path, "x").session.get_session_options().intra_op_num_threads == 3
     assert OnnxPredictor(onnx_path, "x", threads=1).session.get_session_options().intra_op_num_threads == 1
+
+
+def _export_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_exp_export_onnx", ROOT / "experiments" / "export_onnx.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.main
+
+
+@pytest.mark.parametrize("default_val, made", [(0.99, False), (0.0, True)])
+def test_make_default_records_its_decision_and_exits_1_on_refusal(default_val, made, tmp_path, monkeypatch,
+                                                                   sample_tar, capsys):
+    import hashlib
+    import json
+    import shutil
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copyfile(TINY, models / "tiny.keras")
+    entry = {"kind": "cnn", "loader": "keras", "tta": "flip", "file": "tiny.keras",
+             "sha256": hashlib.sha256(TINY.read_bytes()).hexdigest(), "metrics": {"val": {"accuracy": 0.2}}}
+    (models / "manifest.json").write_text(json.dumps({"default": "d", "models": {
+        "tiny": entry, "d": {**entry, "metrics": {"val": {"accuracy": default_val}}}}}))
+    monkeypatch.setenv("FER_HYBRID_MODELS", str(models))
+    rc = _export_script()(["--model", "tiny", "--data", str(sample_tar), "--ship", "--make-default",
+                           "--repeats", "1", "--threads", "1", "--reports", str(tmp_path / "reports")])
+    report = json.loads((tmp_path / "reports" / "tiny-onnx" / "report.json").read_text())
+    manifest = json.loads((models / "manifest.json").read_text())
+    assert rc == (0 if made else 1)
+    assert report["default_decision"]["made"] is made
+    assert report["notes"].startswith("tiny named by --model; batch-1 ms per face")
+    assert f"--make-default: {report['default_decision']['reason']}" in report["notes"]
+    assert "tiny-onnx" in manifest["models"] and (models / "tiny.onnx").exists()     # the export ships either way
+    if made:
+        assert manifest["default"] == report["default_decision"]["default"] in ("tiny", "tiny-onnx")
+    else:
+        assert manifest["default"] == "d" and report["default_decision"]["default"] is None
+        assert "does not beat the default d (0.9900)" in capsys.readouterr().out

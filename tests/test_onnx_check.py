@@ -135,3 +135,9 @@ def test_in_frame_reports_are_found_by_model_name(tmp_path):
     report = R.find_report(tmp_path, "m")
     assert R.val_score(report) == 0.6 and R.val_score(report, "eyes") is None and R.val_score(None) is None
     assert R.same_benchmark(report, _inframe(0.1)) and not R.same_benchmark(report, _inframe(0.1, n=0))
+
+
+def test_choice_note_says_chosen_on_val_only_for_best_val():
+    cnns = O.shipped_keras_cnns(MANIFEST)
+    assert O.choice_note("a", "best-val", cnns) == "a chosen on val among the shipped Keras CNNs (a, b, c)"
+    assert O.choice_note("c", "c", cnns) == "c named by --model"

@@ -157,3 +157,11 @@ def test_augmentation_lines_name_the_online_augmentation_and_degradations():
     assert rp.augmentation_lines({"augment": dataclasses.asdict(Augment.none())}) == ["- online augmentation: no flip"]
     assert rp.augmentation_lines({"augment": {"flip": True}}) == ["- online augmentation: flip"]
     assert rp.augmentation_lines(None) == [] and rp.augmentation_lines({}) == []
+
+
+def test_repo_path_is_relative_under_the_root_and_unchanged_outside(tmp_path):
+    from fer_hybrid.reports import repo_path
+
+    assert repo_path(tmp_path / "experiments" / "reports" / "r" / "report.json", tmp_path) == \
+        "experiments/reports/r/report.json"
+    assert repo_path("/elsewhere/report.json", tmp_path) == "/elsewhere/report.json"

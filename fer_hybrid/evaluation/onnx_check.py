@@ -24,6 +24,13 @@ def shipped_keras_cnns(manifest_models: Mapping[str, dict]) -> dict:
     return {n: e for n, e in manifest_models.items() if entry_loader(e) == "keras" and e.get("sha256")}
 
 
+def choice_note(name: str, requested: str, keras_cnns: Mapping[str, dict]) -> str:
+    """How ``name`` was picked, for a report's notes: chosen on val only when ``requested`` was ``"best-val"``."""
+    if requested == "best-val":
+        return f"{name} chosen on val among the shipped Keras CNNs ({', '.join(sorted(keras_cnns))})"
+    return f"{name} named by --model"
+
+
 def choose_keras_cnn(keras_cnns: Mapping[str, dict], name: str = "best-val") -> str:
     """``name``, or for ``"best-val"`` the CNN with the best recorded val accuracy (first by name on ties).
     ValueError naming the choices when ``name`` is not one of ``keras_cnns``."""
