@@ -34,7 +34,7 @@ from fer_hybrid.artifacts import models_dir  # noqa: E402
 from fer_hybrid.data import load_fer2013  # noqa: E402
 from fer_hybrid.evaluation import calibration as cal  # noqa: E402
 from fer_hybrid.predictors import default_model, load_predictor, model_spec  # noqa: E402
-from fer_hybrid.reports import artifact_info, make_report, write_report  # noqa: E402
+from fer_hybrid.reports import artifact_info, make_report, repo_path, write_report  # noqa: E402
 from fer_hybrid.verify import predict_chunked  # noqa: E402
 
 
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     if args.ship:
         from fer_hybrid.artifacts import set_calibration
 
-        rel = (out / "report.json").resolve().relative_to(ROOT).as_posix()
+        rel = repo_path(out / "report.json", ROOT)
         set_calibration(name, {**final.to_json(), "report": rel} if keep else None, root)
     with open(out / "report.md", "a") as f:
         f.write(cal.markdown_tables(name, c, chosen, keep, final, classes))

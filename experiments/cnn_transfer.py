@@ -187,7 +187,7 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
     path = reports.write_report(report, out_dir)
     if args.ship:
         artifacts.update_manifest(name, artifact_path, command=command, data=report["data"], weights=args.weights,
-                                  metrics=manifest_metrics(metrics), report=str(path.relative_to(ROOT)))
+                                  metrics=manifest_metrics(metrics), report=reports.repo_path(path, ROOT))
     print(json.dumps({"name": name, "test_accuracy": metrics["test"]["accuracy"],
                       "test_macro_f1": metrics["test"]["macro_f1"], "report": str(path)}))
     return 0

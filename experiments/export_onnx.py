@@ -43,6 +43,8 @@ def main(argv=None) -> int:
                          "(on the crops, and in the frame when the default has an in-frame report)")
     ap.add_argument("--reports", default=str(ROOT / "experiments" / "reports"))
     args = ap.parse_args(argv)
+    if args.make_default and not args.ship:
+        ap.error("--make-default needs --ship (only a shipped model can become the default)")
     if args.threads is None:
         from fer_hybrid.keras_io import default_intra_op_threads
 

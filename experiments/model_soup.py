@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     if args.ship:
         artifacts.update_manifest(args.name, path, command=command_line(), data=report["data"],
                                   weights=report["weights"], metrics=manifest_metrics(metrics),
-                                  report=str(out.relative_to(ROOT)), kind="cnn", loader="keras",
+                                  report=reports.repo_path(out, ROOT), kind="cnn", loader="keras",
                                   description=f"model soup: the weight average of {', '.join(fields['chosen'])} "
                                               "(one vggbn network, flip TTA)")
     print(json.dumps({"name": args.name, "chosen": fields["chosen"], "val": metrics["val"]["accuracy"],

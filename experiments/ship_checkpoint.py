@@ -63,7 +63,7 @@ def main(argv=None) -> int:
         weights = f"{weights} as made by `{old.get('command')}` ({old.get('report')})"
     artifacts.update_manifest(args.name, target, command=report["command"], data=report["data"],
                               weights=weights, metrics=metrics,
-                              report=str(report_path.relative_to(ROOT)), description=args.description)
+                              report=reports.repo_path(report_path, ROOT), description=args.description)
     print(json.dumps({"shipped": args.name, "file": str(target), "val": new_val, "was": old_val,
                       "test": report["metrics"]["test"]["accuracy"]}))
     return 0

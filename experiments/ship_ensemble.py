@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--report", type=Path, default=REPORT)
     args = ap.parse_args(argv)
-    from fer_hybrid import artifacts
+    from fer_hybrid import artifacts, reports
     from fer_hybrid.errors import ArtifactError
     from fer_hybrid.evaluate import command_line
     from fer_hybrid.hybrid import ship_cnn_ensemble
@@ -42,7 +42,7 @@ def main(argv=None) -> int:
         return 1
     desc = json.loads(path.read_text())
     # 3. The manifest entry: what the registry loads, with the report's accuracy of exactly that.
-    rel = args.report.resolve().relative_to(ROOT).as_posix()
+    rel = reports.repo_path(args.report, ROOT)
     artifacts.update_manifest(
         "ensemble", path, command=command_line(), data=report["data"], weights=None,
         metrics=manifest_metrics(report["metrics"], ("train", "val", "test")),
@@ -50,7 +50,8 @@ def main(argv=None) -> int:
         description=f"weighted average of {len(desc['members'])} of our CNNs ({', '.join(desc['members'])}) "
                     f"under the {desc['cnn']['tta']} TTA policy, chosen on val: the most accurate model, not a live one",
         train_command=report["command"])
-    print(f"ensemble -> {path.relative_to(ROOT)} (test {report['metrics']['test']['accuracy']:.4f}, report {rel})")
+    test = report["metrics"]["test"]["accuracy"]
+    print(f"ensemble -> {reports.repo_path(path, ROOT)} (test {test:.4f}, report {rel})")
     return 0
 
 

@@ -41,8 +41,9 @@ def get_dotted(d: dict, dotted: str) -> Any:
 
 
 def repo_path(path: str | os.PathLike, root: str | os.PathLike) -> str:
-    """``path`` relative to ``root`` (POSIX) when it lies under it, else as given: how a manifest names a report."""
-    path = Path(path)
+    """``path`` (resolved) relative to ``root`` (POSIX) when it lies under it, else absolute: how a manifest
+    names a report, so a report folder outside the repository never fails the write."""
+    path, root = Path(path).resolve(), Path(root).resolve()
     return path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
 
 

@@ -118,3 +118,11 @@ def test_make_default_records_its_decision_and_exits_1_on_refusal(default_val, m
     else:
         assert manifest["default"] == "d" and report["default_decision"]["default"] is None
         assert "does not beat the default d (0.9900)" in capsys.readouterr().out
+
+
+def test_make_default_without_ship_is_one_line_and_exit_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        _export_script()(["--make-default"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        "error: --make-default needs --ship (only a shipped model can become the default)")

@@ -164,4 +164,6 @@ def test_repo_path_is_relative_under_the_root_and_unchanged_outside(tmp_path):
 
     assert repo_path(tmp_path / "experiments" / "reports" / "r" / "report.json", tmp_path) == \
         "experiments/reports/r/report.json"
-    assert repo_path("/elsewhere/report.json", tmp_path) == "/elsewhere/report.json"
+    assert repo_path(tmp_path.parent / "elsewhere" / "report.json", tmp_path) == \
+        str((tmp_path.parent / "elsewhere" / "report.json").resolve())
+    assert repo_path(tmp_path / "a" / ".." / "b.json", tmp_path) == "b.json"         # resolved first
