@@ -96,6 +96,27 @@ def test_build_warm_starts_every_layer_from_a_whole_keras_model(tmp_path):
     assert not np.allclose(cold.predict(x, verbose=0), trained.predict(x, verbose=0), atol=1e-6)
 
 
+def test_build_warm_starts_from_a_flip_in_graph_file_and_refuses_another_backbone(tmp_path):
+    """A model shipped with its flip TTA in the graph (--flip-in-graph) warm-starts from the network inside;
+    a file of a different network is a ValueError naming it, not a silent partial load."""
+    from fer_hybrid.cnn.export import is_flip_tta, with_flip_tta, without_flip_tta
+
+    trained = build(tiny_config(seed=1), 5)
+    trained.set_weights([w + 0.01 * (i + 1) for i, w in enumerate(trained.get_weights())])
+    wrapped = with_flip_tta(trained, "wrapped")
+    assert is_flip_tta(wrapped) and not is_flip_tta(trained) and without_flip_tta(wrapped) is trained
+    with pytest.raises(ValueError, match="is not a flip-TTA wrapper"):
+        without_flip_tta(trained)
+    path = save_model(wrapped, tmp_path / "wrapped.keras")
+    warm = build(tiny_config(weights=str(path)), 5)
+    x = np.random.default_rng(0).integers(0, 256, (3, 48, 48, 1)).astype(np.float32)
+    np.testing.assert_allclose(warm.predict(x, verbose=0), trained.predict(x, verbose=0), atol=1e-6)
+    other = save_model(build(tiny_config(model_kwargs={"filters": (4, 8, 16), "convs_per_block": 1}), 5),
+                       tmp_path / "other.keras")
+    with pytest.raises(ValueError, match=f"{other} does not fit the baseline backbone"):
+        build(tiny_config(weights=str(other)), 5)
+
+
 def test_balanced_class_weights_inverse_frequency():
     w = balanced_class_weights(np.array([0, 0, 0, 1]), 2)
     assert w == pytest.approx({0: 4 / 6, 1: 2.0})

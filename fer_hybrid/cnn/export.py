@@ -32,6 +32,20 @@ def with_flip_tta(model, name: str | None = None):
     return keras.Model(inputs, out, name=name or f"{model.name}_flip")
 
 
+def is_flip_tta(model) -> bool:
+    """Whether ``model`` is a :func:`with_flip_tta` wrapper (a mirror layer, one inner network, their average)."""
+    names = {layer.name for layer in model.layers}
+    return {"mirror", "flip_tta"} <= names and sum(isinstance(layer, keras.Model) for layer in model.layers) == 1
+
+
+def without_flip_tta(model):
+    """The network inside a :func:`with_flip_tta` wrapper (the same layer objects, so the same weights): how a
+    shipped flip-in-graph ``.keras`` file warm-starts training. ValueError for any other model."""
+    if not is_flip_tta(model):
+        raise ValueError(f"model {model.name!r} is not a flip-TTA wrapper (fer_hybrid.cnn.export.with_flip_tta)")
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model))
+
+
 def export_onnx(model, path: str | os.PathLike) -> Path:
     """Write ``model`` as ONNX at ``path`` atomically (the model is called once first, as export needs)."""
     model(np.zeros((1, *model.input_shape[1:]), np.float32))

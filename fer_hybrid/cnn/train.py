@@ -112,14 +112,23 @@ def set_seeds(seed: int) -> None:
 # ---------------------------------------------------------------------------------------------
 def build(cfg: TrainConfig, num_classes: int):
     """The backbone with ``cfg.weights``; a whole trained ``.keras`` model of the same backbone (warm start,
-    e.g. a longer or distilled run) is loaded into every layer, whatever the backbone's own weight format."""
+    e.g. a longer or distilled run) is loaded into every layer, whatever the backbone's own weight format. A
+    file shipped with its flip TTA in the graph (``--flip-in-graph``) warm-starts from the network inside.
+    ValueError when the file's network does not match the backbone."""
+    from ..keras_io import load_keras_model
     from .backbones import build_model
+    from .export import is_flip_tta, without_flip_tta
 
     warm = cfg.weights is not None and str(cfg.weights).endswith(".keras")
     model = build_model(cfg.backbone, num_classes=num_classes, input_size=cfg.input_size,
                         weights=None if warm else cfg.weights, **cfg.model_kwargs)
     if warm:
-        model.load_weights(str(cfg.weights))
+        trained = load_keras_model(cfg.weights)
+        trained = without_flip_tta(trained) if is_flip_tta(trained) else trained
+        try:
+            model.set_weights(trained.get_weights())
+        except ValueError as e:
+            raise ValueError(f"{cfg.weights} does not fit the {cfg.backbone} backbone: {str(e).splitlines()[0]}") from e
     return model
 
 
