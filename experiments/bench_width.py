@@ -1,0 +1,85 @@
+"""Choose the student's width by batch-1 milliseconds per face, before training it.
+
+    python experiments/bench_width.py [--widths 48-96-192-384 64-128-256-512] [--pause /tmp/fer_training.pid]
+
+Method:
+1. Candidates: ``vggbn`` at each width (the shipped 48-96-192-384 and the wider 64-128-256-512 of issue 21),
+   random weights (speed does not depend on them), flip TTA inside an ONNX graph, run by onnxruntime with the
+   Analyzer's thread count: exactly the form the default runs in.
+2. Reference: the shipped default through ``load_predictor``, in the same process.
+3. Timing: alternating blocks of batch-1 calls (:func:`fer_hybrid.evaluation.width_timing.time_widths`);
+   ``--pause PIDFILE`` stops a background training for the measurement (SIGSTOP, SIGCONT after), so that the
+   figures are idle figures. The bar is 8 ms per face.
+Writes ``benchmark.json`` + ``benchmark.md`` to ``--out`` (default experiments/reports/bench-width/).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+OUT = ROOT / "experiments" / "reports" / "bench-width"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--widths", nargs="+", default=["48-96-192-384", "64-128-256-512"],
+                    help="candidate widths, each as W1-W2-W3-W4 (default: the shipped and the wider vggbn)")
+    ap.add_argument("--reference", default="default", help="a shipped model timed beside them ('none' = skip)")
+    ap.add_argument("--threads", type=int, default=None, help="intra-op threads (default: as the Analyzer runs)")
+    ap.add_argument("--repeats", type=int, default=7, help="alternating timing blocks (default 7)")
+    ap.add_argument("--calls", type=int, default=50, help="batch-1 calls per block (default 50)")
+    ap.add_argument("--pause", default=None, help="pid file of a background job to stop while timing")
+    ap.add_argument("--out", type=Path, default=OUT, help=f"report folder (default {OUT})")
+    args = ap.parse_args(argv)
+    from fer_hybrid.evaluation.width_timing import parse_widths
+
+    try:
+        candidates = [parse_widths(w) for w in args.widths]
+    except ValueError as e:
+        ap.error(str(e))
+    from fer_hybrid.keras_io import default_intra_op_threads
+
+    threads = args.threads or default_intra_op_threads()
+    os.environ.update({"TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": "1"})
+
+    from fer_hybrid import artifacts
+    from fer_hybrid.evaluate import command_line, environment
+    from fer_hybrid.evaluation import throughput as tp
+    from fer_hybrid.evaluation.timing import paused
+    from fer_hybrid.evaluation.width_timing import time_widths, width_markdown
+    from fer_hybrid.predictors import load_predictor
+
+    reference = {}
+    if args.reference != "none":
+        name = artifacts.read_manifest().get("default") if args.reference == "default" else args.reference
+        try:
+            reference[f"{name} (shipped)"] = load_predictor(name).predict_proba
+        except (OSError, ValueError) as e:  # ArtifactMissingError, ArtifactError, unknown name
+            print(f"error: reference model {name!r}: {e}", file=sys.stderr)
+            return 2
+    with paused(args.pause) as pid:
+        load0 = tp.loadavg()
+        rows = time_widths(candidates, threads=threads, repeats=args.repeats, calls=args.calls, reference=reference)
+        load1 = tp.loadavg()
+    conditions = (f"background job {pid} paused (SIGSTOP) during the timing" if pid else
+                  "nothing paused; see the load average for other work on the machine")
+    rep = {"kind": "benchmark", "name": "bench-width", "date": dt.datetime.now(dt.timezone.utc).isoformat(),
+           "purpose": "Batch-1 ms per face of candidate student widths in the form the default runs "
+                      "(flip TTA inside an ONNX graph, onnxruntime), beside the shipped default.",
+           "threads": threads, "repeats": args.repeats, "calls": args.calls, "loadavg_start": load0,
+           "loadavg_end": load1, "conditions": conditions, "rows": rows,
+           "command": command_line(None if argv is None else [__file__, *argv]), "env": environment()}
+    markdown = width_markdown(rep)
+    tp.save_report(args.out, "benchmark", rep, markdown)
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
