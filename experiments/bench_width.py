@@ -1,6 +1,7 @@
 """Choose the student's width by batch-1 milliseconds per face, before training it.
 
-    python experiments/bench_width.py [--widths 48-96-192-384 64-128-256-512] [--pause /tmp/fer_training.pid]
+    python experiments/bench_width.py [--widths 48-96-192-384 64-128-256-512]
+    python experiments/bench_width.py --pause-pid-file /tmp/fer_training.pid   # beside a background training
 
 Method:
 1. Candidates: ``vggbn`` at each width (the shipped 48-96-192-384 and the wider 64-128-256-512 of issue 21),
@@ -8,8 +9,8 @@ Method:
    Analyzer's thread count: exactly the form the default runs in.
 2. Reference: the shipped default through ``load_predictor``, in the same process.
 3. Timing: alternating blocks of batch-1 calls (:func:`fer_hybrid.evaluation.width_timing.time_widths`);
-   ``--pause PIDFILE`` stops a background training for the measurement (SIGSTOP, SIGCONT after), so that the
-   figures are idle figures. The bar is 8 ms per face.
+   ``--pause-pid-file PIDFILE`` stops a background training (the python process whose pid the file holds) for
+   the measurement (SIGSTOP, SIGCONT after), so that the figures are idle figures. The bar is 8 ms per face.
 Writes ``benchmark.json`` + ``benchmark.md`` to ``--out`` (default experiments/reports/bench-width/).
 """
 from __future__ import annotations
@@ -34,7 +35,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="intra-op threads (default: as the Analyzer runs)")
     ap.add_argument("--repeats", type=int, default=7, help="alternating timing blocks (default 7)")
     ap.add_argument("--calls", type=int, default=50, help="batch-1 calls per block (default 50)")
-    ap.add_argument("--pause", default=None, help="pid file of a background job to stop while timing")
+    ap.add_argument("--pause-pid-file", default=None,
+                    help="file holding the pid of a background job (the python process itself) to stop while timing")
     ap.add_argument("--out", type=Path, default=OUT, help=f"report folder (default {OUT})")
     args = ap.parse_args(argv)
     from fer_hybrid.evaluation.width_timing import parse_widths
@@ -63,7 +65,7 @@ def main(argv=None) -> int:
         except (OSError, ValueError) as e:  # ArtifactMissingError, ArtifactError, unknown name
             print(f"error: reference model {name!r}: {e}", file=sys.stderr)
             return 2
-    with paused(args.pause) as pid:
+    with paused(args.pause_pid_file) as pid:
         load0 = tp.loadavg()
         rows = time_widths(candidates, threads=threads, repeats=args.repeats, calls=args.calls, reference=reference)
         load1 = tp.loadavg()
