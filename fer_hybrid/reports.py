@@ -157,7 +157,7 @@ def teacher_lines(teacher: dict | None) -> list[str]:
     v = teacher.get("views")
     if isinstance(v, dict):
         seed = v.get("seed")
-        seed_text = (f"seeds {', '.join(str(s) for s in seed)}, {fmt(v.get('copies_per_seed'))} each"
+        seed_text = (f"seeds {', '.join(str(s) for s in seed)}; {fmt(v.get('copies_per_seed'))} per seed"
                      if isinstance(seed, list) else f"seed {fmt(seed)}")
         out.append(f"- teacher on {fmt(v.get('copies'))} fixed augmented view(s) of each training image "
                    f"({seed_text}), TTA `{v.get('tta')}`: {fmt(v.get('seconds'), 1)} s (teacher accuracy on "

@@ -141,7 +141,7 @@ def test_markdown_names_the_teacher_and_its_views():
     assert rp.teacher_lines(None) == [] and len(rp.teacher_lines({**teacher, "views": None})) == 1
     groups = {**teacher["views"], "copies": 4, "copies_per_seed": 2, "seed": [0, 1]}
     assert rp.teacher_lines({**teacher, "views": groups})[1].startswith(
-        "- teacher on 4 fixed augmented view(s) of each training image (seeds 0, 1, 2 each), TTA `flip`")
+        "- teacher on 4 fixed augmented view(s) of each training image (seeds 0, 1; 2 per seed), TTA `flip`")
 
 
 def test_augmentation_lines_name_the_online_augmentation_and_degradations():
