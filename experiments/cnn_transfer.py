@@ -5,6 +5,7 @@
     python experiments/cnn_transfer.py --backbone mobilenetv2 --weights imagenet --mode head-then-all
     python experiments/cnn_transfer.py --weights models/vggbn.keras --epochs 8 --lr 3e-4 --ferplus-mix 0.5
     python experiments/cnn_transfer.py --weights models/vggbn-soup.keras --teacher ensemble --teacher-views 2 --tta
+    python experiments/cnn_transfer.py --weights models/vggbn-kdv-soup.keras --teacher ensemble --framed-views 0 --tta
 
 Method: the 5 study classes; train = Training, val = PublicTest (model selection, early stopping),
 test = PrivateTest (reported once). All layers are fine-tuned (``--mode all``, the study's protocol).
@@ -55,6 +56,11 @@ def parse_args(argv=None, default_backbone: str = "vggbn") -> argparse.Namespace
     p.add_argument("--teacher-views-seed", type=int, nargs="+", default=[0],
                    help="seed(s) of the augmented views: N views per seed, each seed's teacher answers cached on "
                         "their own, so adding a seed to an earlier run computes only the new views (default 0)")
+    p.add_argument("--framed-views", type=int, nargs="+", default=None, metavar="SEED",
+                   help="with --teacher: also distil on the Analyzer's crop of every training face found in one random "
+                        "frame per seed (fer_hybrid.evaluation.framed_views), each with the teacher's answer on the "
+                        "clean face; epochs keep the original size, online augmentation is the flip only")
+    p.add_argument("--framed-jobs", type=int, default=2, help="processes rendering and detecting framed views")
     p.add_argument("--view-augment", type=float, default=0.0,
                    help="with --teacher-views: online augmentation on top of the fixed views, as a fraction of the "
                         "training augmentation's ranges (default 0: the flip only)")
@@ -100,8 +106,14 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
     if args.teacher_views and not args.teacher or args.teacher_views < 0:
         print("error: --teacher-views needs --teacher and a count >= 0", file=sys.stderr)
         return 2
-    if args.view_augment and not args.teacher_views:
-        print("error: --view-augment needs --teacher-views", file=sys.stderr)
+    if args.framed_views and (not args.teacher or args.teacher_views):
+        print("error: --framed-views needs --teacher and excludes --teacher-views", file=sys.stderr)
+        return 2
+    if args.framed_views and (len(set(args.framed_views)) != len(args.framed_views) or args.framed_jobs < 1):
+        print("error: --framed-views seeds must be distinct and --framed-jobs >= 1", file=sys.stderr)
+        return 2
+    if args.view_augment and not (args.teacher_views or args.framed_views):
+        print("error: --view-augment needs --teacher-views or --framed-views", file=sys.stderr)
         return 2
     if len(set(args.teacher_views_seed)) != len(args.teacher_views_seed):
         print(f"error: --teacher-views-seed values must be distinct, got {args.teacher_views_seed}", file=sys.stderr)
@@ -132,7 +144,13 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     teacher, train_data = None, data
-    if args.teacher and args.teacher_views:  # + the teacher's answers on fixed views (flip, degradations online)
+    if args.teacher and args.framed_views:  # + the Analyzer's crops of the training faces in random frames
+        union, train_targets, teacher, labels = T.distillation_with_framed_views(
+            args.teacher, data.train, data.classes, args.kd_temperature, args.kd_alpha, args.framed_views,
+            args.framed_jobs)
+        train_data = dataclasses.replace(data, train=union)
+        augment = view_augment
+    elif args.teacher and args.teacher_views:  # + the teacher's answers on fixed views (flip, degradations online)
         try:
             union, train_targets, teacher, labels = T.distillation_with_views(
                 args.teacher, data.train, data.classes, args.kd_temperature, args.kd_alpha, args.teacher_views,

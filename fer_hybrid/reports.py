@@ -162,6 +162,13 @@ def teacher_lines(teacher: dict | None) -> list[str]:
         out.append(f"- teacher on {fmt(v.get('copies'))} fixed augmented view(s) of each training image "
                    f"({seed_text}), TTA `{v.get('tta')}`: {fmt(v.get('seconds'), 1)} s (teacher accuracy on "
                    f"them {fmt(v.get('train_accuracy'))})")
+    f = teacher.get("framed_views")
+    if isinstance(f, dict):
+        groups = [g for g in f.get("groups", []) if isinstance(g, dict)]
+        found = "; ".join(f"seed {g.get('seed')}: {fmt(g.get('found'))} of {fmt(g.get('n'))} faces found "
+                          f"({fmt(g.get('found_share'), 3)}), {fmt(g.get('seconds'), 1)} s" for g in groups)
+        out.append(f"- the Analyzer's crops of the training faces in random frames ({found}); target: "
+                   f"{f.get('target')}")
     return out
 
 

@@ -105,7 +105,7 @@ def test_scaled_augment_shrinks_the_ranges_and_keeps_flip_and_degradations():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--view-augment", "0.5"], "error: --view-augment needs --teacher-views"),
+    (["--view-augment", "0.5"], "error: --view-augment needs --teacher-views or --framed-views"),
     (["--teacher", "ensemble", "--teacher-views", "1", "--view-augment", "-1"],
      "error: the augmentation scale must be >= 0, got -1.0"),
 ])

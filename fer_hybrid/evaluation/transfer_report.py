@@ -117,3 +117,36 @@ def distillation_with_views(teacher: str, train, classes, temperature: float, al
     text += (f"; plus the teacher's answers ({tta} TTA) on {total} fixed augmented view(s) of every training image "
              "(shift, rotation, zoom, brightness, contrast; the flip stays online)")
     return union, np.concatenate([targets, distillation_targets(proba, labels, len(classes))]), info, text
+
+
+def distillation_with_framed_views(teacher: str, train, classes, temperature: float, alpha: float, seeds,
+                                   n_jobs: int = 1) -> tuple:
+    """:func:`distillation_from` on the training ``Split`` plus, per seed in ``seeds``, the Analyzer's crop of every
+    training face found in a random frame (:func:`fer_hybrid.evaluation.framed_views.cached_framed_views`, cached
+    per seed). A framed crop's target is the teacher's answer on its clean original face (the one the teacher
+    already gave) with the face's label: the student learns to answer on the Analyzer's crop as the teacher does
+    on FER2013's. Returns (the union ``Split``: originals then framed crops, keys ``<key>#framed<seed>``; targets
+    (len(union), 2k); teacher info with a ``framed_views`` entry; labels text)."""
+    from ..data import Split, cache_dir
+    from .framed_views import cached_framed_views
+
+    seed_list = [int(seeds)] if np.ndim(seeds) == 0 else [int(s) for s in seeds]
+    if not seed_list or len(set(seed_list)) != len(seed_list):
+        raise ValueError(f"framed view seeds must be distinct and at least one, got {seed_list}")
+    targets, info, text = distillation_from(teacher, train, classes, temperature, alpha)
+    xs, ys, keys, tg, groups = [train.x], [train.y], [train.keys], [targets], []
+    for seed in seed_list:
+        crops, source, g = cached_framed_views(train.x, seed, cache_dir(), n_jobs=n_jobs)
+        xs.append(crops)
+        ys.append(train.y[source])
+        keys.append(np.char.add(train.keys[source].astype(str), f"#framed{seed}"))
+        tg.append(targets[source])
+        groups.append(g)
+    union = Split(np.concatenate(xs), np.concatenate(ys), np.concatenate(keys))
+    info["framed_views"] = {"seeds": seed_list, "groups": groups, "crops": int(sum(g["found"] for g in groups)),
+                            "seconds": float(sum(g["seconds"] for g in groups)),
+                            "target": "the teacher's answer on the clean original face"}
+    text += (f"; plus the Analyzer's level crop of every training face found in one random frame per seed "
+             f"(seeds {', '.join(map(str, seed_list))}; scale, rotation, position, gamma, blur, noise, JPEG), each "
+             "with the teacher's answer on its clean original face")
+    return union, np.concatenate(tg), info, text

@@ -372,6 +372,15 @@ def photo_upsample(image: np.ndarray, upsample: int | None = None) -> int:
     return 1 if min(image.shape[:2]) < PHOTO_UPSAMPLE_BELOW else 0
 
 
+def detect_photo(image: np.ndarray, upsample: int | None = None,
+                 rescue_threshold: float | None = PHOTO_RESCUE_THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
+    """The Analyzer's photo-mode detection of a checked frame -> (int (k, 4) boxes, float (k,) HOG scores):
+    dlib HOG at :func:`photo_upsample`, with the rescue of the best candidate above ``rescue_threshold``."""
+    from ..landmarks.detect import detect_faces_scored
+
+    return detect_faces_scored(image, photo_upsample(image, upsample), rescue_threshold=rescue_threshold)
+
+
 # ---------------------------------------------------------------------------------------------
 # The facade
 # ---------------------------------------------------------------------------------------------
@@ -428,10 +437,7 @@ class Analyzer:
     # -- photos ---------------------------------------------------------------------------------
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Photo-mode detection at full resolution -> (int (k, 4) boxes, float (k,) scores)."""
-        from ..landmarks.detect import detect_faces_scored
-
-        image = check_frame(image)
-        return detect_faces_scored(image, photo_upsample(image, self.upsample), rescue_threshold=self.rescue_threshold)
+        return detect_photo(check_frame(image), self.upsample, self.rescue_threshold)
 
     def analyze(self, image) -> list[Face]:
         """Faces of one photo: a path (str / Path) or a uint8 gray/BGR/BGRA array -> list[Face] (ids None).
