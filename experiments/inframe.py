@@ -12,7 +12,8 @@ box / level / eyes = the calibrated framing of fer_hybrid.inference.align). Miss
 faces' direct 48x48 crops. The variant is chosen on val alone (highest mean accuracy_all over all conditions)
 and reported on test. Detections are cached by content in experiments/checkpoints/inframe/, so a re-run for
 another model only classifies. Writes report.json/.md (metrics = default condition, misses as errors) and
-PNG curves to experiments/reports/inframe-<model>/.
+PNG curves to experiments/reports/inframe-<model>/, with every face's answer per condition in predictions.npz
+(for paired comparisons of two models: experiments/inframe_paired.py).
 
     python experiments/inframe.py --model vggbn [--variants margin:0.1,margin:0.25,box,level,eyes] [--n 500]
         [--splits val,test] [--conditions default,rot+20,...] [--temperature T] [--out DIR]
@@ -76,16 +77,19 @@ def main(argv=None) -> int:
 
     # 1. per split: the seeded faces, the model on their direct 48x48 crops, the detector on the upscaled originals
     # 2. every condition: detect (cached), then classify the matched face with every variant
-    rows, default, seconds = {}, {}, {v: 0.0 for v in variants}
+    rows, default, seconds, per_face, truth = {}, {}, {v: 0.0 for v in variants}, {}, {}
     for split in splits:
         s = data.split(split)
         idx = F.subset(len(s), args.n, args.seed, split)
         x, y = s.x[idx], s.y[idx]
+        pred = {}
         r, d, sec = F.run_split(x, y, idx, split, conditions, args.seed, variants,
                                 predict_chunked(predictor.predict_proba, x), F.detected_on_originals(x),
                                 analyzer.detect, F.detector_key(analyzer), args.cache, progress=True,
-                                log=lambda line: print(line, flush=True))
+                                log=lambda line: print(line, flush=True), predictions=pred)
         rows.update(r)
+        per_face.update({(v, split): p for v, p in pred.items()})
+        truth[split] = (y, idx)
         default.update({(v, split): (y, p) for v, p in d.items()})
         seconds = {v: seconds[v] + sec[v] for v in variants}
 
@@ -105,6 +109,7 @@ def main(argv=None) -> int:
         score=score, conditions=conditions, n=args.n, seed=args.seed, temperature=args.temperature, data=data,
         artifact=artifact_info(artifact, ROOT) if artifact and artifact.is_file() else None,
         kind=spec.kind if spec else "cnn", figures=figures, loadavg_start=load_start, loadavg_end=loadavg())
+    R.save_predictions(out, per_face, truth, conditions)  # per face, for paired comparisons (inframe_paired.py)
     R.write_inframe_report(report, rows, list(variants), conditions, splits, out)
     print(f"chosen on {select}: {chosen} ({score[chosen]:.4f}); wrote {out}/report.json")
     return 0

@@ -77,9 +77,11 @@ def test_run_split_rows_default_proba_and_log():
 
     variants = {"good": Variant([0.9, 0.1]), "bad": Variant([0.2, 0.8])}
     direct = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
-    lines = []
+    lines, pred = [], {}
     rows, default, seconds = F.run_split(faces, y, idx, "val", conds, 0, variants, direct, np.ones(3, bool),
-                                         detect, log=lines.append)
+                                         detect, log=lines.append, predictions=pred)
+    assert pred["good"].tolist() == [[0, 0, 0], [-1, -1, -1]] and pred["bad"].tolist() == [[1, 1, 1], [-1, -1, -1]]
+    assert pred["good"].dtype == np.int16
     assert set(rows) == {(v, c.name, "val") for v in variants for c in conds}
     r = rows[("good", "default", "val")]
     assert (r["found"], r["accuracy_found"], r["false_positives_per_frame"]) == (3, pytest.approx(2 / 3), 1.0)

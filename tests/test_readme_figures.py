@@ -17,7 +17,7 @@ def _numbers(obj, out: set[str]) -> None:
     if isinstance(obj, bool):
         return
     if isinstance(obj, float):
-        out.add(f"{obj:.4f}")
+        out.add(f"{abs(obj):.4f}")  # the README writes the sign apart (−0.0016, +0.0031)
     elif isinstance(obj, dict):
         for v in obj.values():
             _numbers(v, out)

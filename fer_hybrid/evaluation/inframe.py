@@ -272,12 +272,18 @@ def detected_on_originals(x48: np.ndarray, upscale: int = 4) -> np.ndarray:
     return np.array([len(detect_faces(upscale_image(f, upscale), 0)) > 0 for f in x48], bool)
 
 
+def predicted_labels(proba: np.ndarray) -> np.ndarray:
+    """int (n,): the argmax class of each row of ``proba`` (n, k), -1 where the row is NaN (face not found)."""
+    proba = np.asarray(proba, dtype=np.float64)
+    return np.where(np.isfinite(proba).all(axis=1), np.nan_to_num(proba).argmax(axis=1), -1)
+
+
 def condition_metrics(y: np.ndarray, proba: np.ndarray, direct: np.ndarray, found: np.ndarray,
                       found_original: np.ndarray, false_positives: np.ndarray) -> dict:
     """One (variant, condition, split) row: faces found, accuracy over found faces, accuracy counting misses
     as errors, and the same model's direct 48x48 accuracy on all faces and on the found ones."""
     y = np.asarray(y)
-    pred = np.where(np.isfinite(proba).all(axis=1), np.nan_to_num(proba).argmax(axis=1), -1)
+    pred = predicted_labels(proba)
     dpred = np.asarray(direct).argmax(axis=1)
     n, nf = len(y), int(found.sum())
     orig = int(found_original.sum())
@@ -311,14 +317,18 @@ def variant_specs(predictor, variants: str | None = None) -> list[str]:
 
 def run_split(x48: np.ndarray, y: np.ndarray, indices: np.ndarray, split: str, conditions: Sequence[Condition],
               seed: int, variants: dict, direct: np.ndarray, found_original: np.ndarray, detect,
-              detector: str = "analyzer-photo", cache_dir=None, progress: bool = False, log=None) -> tuple:
+              detector: str = "analyzer-photo", cache_dir=None, progress: bool = False, log=None,
+              predictions: dict | None = None) -> tuple:
     """Every condition of one split: detect (cached), classify the matched face with every variant
     (name -> FacePredictor), and one :func:`condition_metrics` row per (variant, condition).
 
     Returns (rows {(variant, condition name, split): metrics}, default {variant: proba (n, k) at the "default"
     condition}, seconds {variant: classification seconds}); ``log(line)`` gets one summary line per condition.
+    ``predictions``, when given, receives {variant: int16 (len(conditions), n)} per-face classes in condition
+    order (-1 = face not found), for paired comparisons (:mod:`fer_hybrid.evaluation.paired`).
     """
     rows, default, seconds = {}, {}, {v: 0.0 for v in variants}
+    per_face = {v: [] for v in variants}
     for c in conditions:
         boxes = detect_frames(x48, indices, c, seed, split, detect, cache_dir=cache_dir, progress=progress,
                               detector=detector)
@@ -328,11 +338,15 @@ def run_split(x48: np.ndarray, y: np.ndarray, indices: np.ndarray, split: str, c
             rows[(v, c.name, split)] = condition_metrics(y, r["proba"][v], direct, found, found_original,
                                                          r["false_positives"])
             seconds[v] += r["seconds"][v]
+            per_face[v].append(predicted_labels(r["proba"][v]).astype(np.int16))
             if c.name == "default":
                 default[v] = r["proba"][v]
         if log is not None:
             log(f"{split:4s} {c.name:9s} found {found.mean():.3f} " + " ".join(
                 f"{v}={rows[(v, c.name, split)]['accuracy_found']:.3f}" for v in variants))
+    if predictions is not None:
+        predictions.update({v: np.stack(p) if p else np.zeros((0, len(indices)), np.int16)
+                            for v, p in per_face.items()})
     return rows, default, seconds
 
 

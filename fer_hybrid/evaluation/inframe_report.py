@@ -218,3 +218,47 @@ if __name__ == "__main__":
 
     for arg in sys.argv[1:]:
         print(rewrite_markdown(arg))
+
+
+PREDICTIONS_FILE = "predictions.npz"
+
+
+def save_predictions(out, predictions: dict, truth: dict, conditions) -> Path:
+    """Write ``out``/predictions.npz atomically: per-face classes of every (variant, split) in ``predictions``
+    (int (len(conditions), n), -1 = not found), with ``truth`` {split: (labels (n,), face indices (n,))} and the
+    condition names, so two runs on the same faces can be compared face by face. Returns its path."""
+    import numpy as np
+
+    from .. import _atomic
+
+    keys = sorted(predictions)
+    arrays = {"conditions": np.array([c.name for c in conditions]),
+              "variants": np.array([v for v, _ in keys]), "splits": np.array([s for _, s in keys])}
+    for i, k in enumerate(keys):
+        arrays[f"pred_{i}"] = np.asarray(predictions[k], np.int16)
+    for s, (y, idx) in truth.items():
+        arrays[f"y_{s}"], arrays[f"indices_{s}"] = np.asarray(y, np.int64), np.asarray(idx, np.int64)
+    path = Path(out) / PREDICTIONS_FILE
+    with _atomic.atomic_path(path, suffix=".npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+    return path
+
+
+def load_predictions(folder, variant: str, split: str) -> dict:
+    """{"pred": int (c, n), "y": (n,), "indices": (n,), "conditions": [names]} of one (variant, split) from an
+    in-frame report folder's predictions.npz. FileNotFoundError without the file (runs before it existed);
+    KeyError naming the variant and split when the run did not score them."""
+    import numpy as np
+
+    path = Path(folder) / PREDICTIONS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: re-run experiments/inframe.py for this model to write it")
+    with np.load(path, allow_pickle=False) as z:
+        pairs = list(zip(z["variants"].tolist(), z["splits"].tolist()))
+        if (variant, split) not in pairs:
+            raise KeyError(f"{path} has no predictions for variant {variant!r} on split {split!r}; it has "
+                           f"{', '.join(f'{v}/{s}' for v, s in pairs) or 'none'}")
+        i = pairs.index((variant, split))
+        return {"pred": z[f"pred_{i}"], "y": z[f"y_{split}"], "indices": z[f"indices_{split}"],
+                "conditions": z["conditions"].tolist()}
