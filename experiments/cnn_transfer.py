@@ -145,9 +145,13 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
         return 2
     teacher, train_data = None, data
     if args.teacher and args.framed_views:  # + the Analyzer's crops of the training faces in random frames
-        union, train_targets, teacher, labels = T.distillation_with_framed_views(
-            args.teacher, data.train, data.classes, args.kd_temperature, args.kd_alpha, args.framed_views,
-            args.framed_jobs)
+        try:
+            union, train_targets, teacher, labels = T.distillation_with_framed_views(
+                args.teacher, data.train, data.classes, args.kd_temperature, args.kd_alpha, args.framed_views,
+                args.framed_jobs)
+        except ValueError as e:  # a teacher that cannot answer, bad distillation settings
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         train_data = dataclasses.replace(data, train=union)
         augment = view_augment
     elif args.teacher and args.teacher_views:  # + the teacher's answers on fixed views (flip, degradations online)

@@ -189,3 +189,17 @@ def test_the_script_refuses_bad_framed_view_options(argv, message, tmp_path, cap
 
     assert cnn_transfer.main(["--data", str(tmp_path / "nope.tar.gz")] + argv) == 2
     assert capsys.readouterr().err.strip() == message
+
+
+def test_the_script_reports_a_teacher_that_cannot_answer_in_one_line(sample_tar, monkeypatch, capsys):
+    from fer_hybrid.evaluation import transfer_report as T
+
+    def refuse(*a, **k):
+        raise ValueError("teacher 'nope' is not a registered model")
+
+    monkeypatch.setattr(T, "distillation_with_framed_views", refuse)
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import cnn_transfer
+
+    assert cnn_transfer.main(["--data", str(sample_tar), "--teacher", "nope", "--framed-views", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: teacher 'nope' is not a registered model"
