@@ -144,22 +144,19 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     teacher, train_data = None, data
+    views = None  # distillation on fixed extra images of the training faces, each with its teacher target
     if args.teacher and args.framed_views:  # + the Analyzer's crops of the training faces in random frames
-        try:
-            union, train_targets, teacher, labels = T.distillation_with_framed_views(
-                args.teacher, data.train, data.classes, args.kd_temperature, args.kd_alpha, args.framed_views,
-                args.framed_jobs)
-        except ValueError as e:  # a teacher that cannot answer, bad distillation settings
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        train_data = dataclasses.replace(data, train=union)
-        augment = view_augment
+        views = lambda: T.distillation_with_framed_views(  # noqa: E731
+            args.teacher, data.train, data.classes, args.kd_temperature, args.kd_alpha, args.framed_views,
+            args.framed_jobs)
     elif args.teacher and args.teacher_views:  # + the teacher's answers on fixed views (flip, degradations online)
+        views = lambda: T.distillation_with_views(  # noqa: E731
+            args.teacher, data.train, data.classes, args.kd_temperature, args.kd_alpha, args.teacher_views,
+            args.teacher_views_seed, args.teacher_views_tta)
+    if views is not None:
         try:
-            union, train_targets, teacher, labels = T.distillation_with_views(
-                args.teacher, data.train, data.classes, args.kd_temperature, args.kd_alpha, args.teacher_views,
-                args.teacher_views_seed, args.teacher_views_tta)
-        except ValueError as e:  # an unknown TTA policy, a teacher without a CNN ensemble
+            union, train_targets, teacher, labels = views()
+        except ValueError as e:  # an unknown TTA policy, a teacher that cannot answer, bad distillation settings
             print(f"error: {e}", file=sys.stderr)
             return 2
         train_data = dataclasses.replace(data, train=union)

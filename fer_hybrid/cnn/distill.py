@@ -187,6 +187,15 @@ def augmented_views(x: np.ndarray, copies: int, seed: int, augment=None) -> np.n
     return out
 
 
+def distinct_seeds(seeds, what: str) -> list[int]:
+    """``seeds`` (an int or a sequence of ints) as a list; ValueError naming ``what`` ("view", ...) unless they
+    are at least one and distinct."""
+    seed_list = [int(seeds)] if np.ndim(seeds) == 0 else [int(s) for s in seeds]
+    if not seed_list or len(set(seed_list)) != len(seed_list):
+        raise ValueError(f"{what} seeds must be distinct and at least one, got {seed_list}")
+    return seed_list
+
+
 def teacher_view_targets(teacher, name: str, x: np.ndarray, y: np.ndarray, k: int, copies: int, seeds,
                          tta: str, cache_dir: str | Path,
                          progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
@@ -196,9 +205,7 @@ def teacher_view_targets(teacher, name: str, x: np.ndarray, y: np.ndarray, k: in
     m = copies * len(seeds) * n. The teacher (``teacher.cnn`` when it is a hybrid) runs under the TTA policy
     ``tta`` (it must offer ``with_tta``); each seed group's probabilities are cached on their own like
     :func:`cached_teacher_proba`, so adding a seed costs only the new group."""
-    seed_list = [int(seeds)] if np.ndim(seeds) == 0 else [int(s) for s in seeds]
-    if not seed_list or len(set(seed_list)) != len(seed_list):
-        raise ValueError(f"view seeds must be distinct and at least one, got {seed_list}")
+    seed_list = distinct_seeds(seeds, "view")
     cnn = getattr(teacher, "cnn", teacher)
     if tta != getattr(cnn, "tta", None):
         if not hasattr(cnn, "with_tta"):

@@ -129,9 +129,13 @@ def framed_views(x48: np.ndarray, seed: int, ranges: FramingRanges = FramingRang
             for k, c in enumerate(chunks))
     crops = np.concatenate([p[0] for p in parts] + [np.zeros((0, 48, 48), np.uint8)])
     source = np.concatenate([p[1] for p in parts] + [np.zeros(0, np.int64)])
-    return crops, source, {"seed": int(seed), "n": int(len(x48)), "found": int(len(source)),
-                           "found_share": float(len(source) / len(x48)) if len(x48) else float("nan"),
-                           "seconds": float(time.perf_counter() - t0)}
+    return crops, source, found_summary(seed, len(x48), source, time.perf_counter() - t0)
+
+
+def found_summary(seed: int, n: int, source: np.ndarray, seconds: float) -> dict:
+    """The info of a framed-view run: seed, faces ``n``, faces ``found`` (len(source)), their share, seconds."""
+    return {"seed": int(seed), "n": int(n), "found": int(len(source)),
+            "found_share": float(len(source) / n) if n else float("nan"), "seconds": float(seconds)}
 
 
 def framed_views_key(x48: np.ndarray, seed: int, ranges: FramingRanges, upsample, rescue_threshold, align: str) -> str:
@@ -146,8 +150,8 @@ def framed_views_key(x48: np.ndarray, seed: int, ranges: FramingRanges, upsample
 
 
 def cached_framed_views(x48: np.ndarray, seed: int, cache_dir: str | Path, ranges: FramingRanges = FramingRanges(),
-                        upsample: int | None = None, rescue_threshold: float | None = PHOTO_RESCUE_THRESHOLD, align: str = "level",
-                        n_jobs: int = 1, progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
+                        upsample: int | None = None, rescue_threshold: float | None = PHOTO_RESCUE_THRESHOLD,
+                        align: str = "level", n_jobs: int = 1, progress: bool = True) -> tuple[np.ndarray, np.ndarray, dict]:
     """:func:`framed_views`, cached as an .npz in ``cache_dir`` keyed by :func:`framed_views_key`; info adds
     ``cache`` and ``cached`` (``seconds`` is the time it took to make them, read back on a hit)."""
     from ..npz_cache import cached_arrays
@@ -161,9 +165,6 @@ def cached_framed_views(x48: np.ndarray, seed: int, cache_dir: str | Path, range
         return {"crops": crops, "source": source, "seconds": np.float64(info["seconds"])}
 
     z = cached_arrays(path, compute)
-    n = len(x48)
-    return z["crops"], z["source"], {"seed": int(seed), "n": int(n), "found": int(len(z["source"])),
-                                     "found_share": float(len(z["source"]) / n) if n else float("nan"),
-                                     "seconds": float(z["seconds"]), "cache": str(path), "cached": not computed,
-                                     "ranges": ranges.to_json(), "align": align, "upsample": upsample,
-                                     "rescue_threshold": rescue_threshold}
+    return z["crops"], z["source"], {**found_summary(seed, len(x48), z["source"], z["seconds"]), "cache": str(path),
+                                     "cached": not computed, "ranges": ranges.to_json(), "align": align,
+                                     "upsample": upsample, "rescue_threshold": rescue_threshold}

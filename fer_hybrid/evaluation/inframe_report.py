@@ -213,13 +213,6 @@ def rewrite_markdown(folder) -> Path:
     return _atomic.write_text(folder / "report.md", text)
 
 
-if __name__ == "__main__":
-    import sys
-
-    for arg in sys.argv[1:]:
-        print(rewrite_markdown(arg))
-
-
 PREDICTIONS_FILE = "predictions.npz"
 
 
@@ -262,3 +255,10 @@ def load_predictions(folder, variant: str, split: str) -> dict:
         i = pairs.index((variant, split))
         return {"pred": z[f"pred_{i}"], "y": z[f"y_{split}"], "indices": z[f"indices_{split}"],
                 "conditions": z["conditions"].tolist()}
+
+
+if __name__ == "__main__":
+    import sys
+
+    for arg in sys.argv[1:]:
+        print(rewrite_markdown(arg))

@@ -127,12 +127,11 @@ def distillation_with_framed_views(teacher: str, train, classes, temperature: fl
     already gave) with the face's label: the student learns to answer on the Analyzer's crop as the teacher does
     on FER2013's. Returns (the union ``Split``: originals then framed crops, keys ``<key>#framed<seed>``; targets
     (len(union), 2k); teacher info with a ``framed_views`` entry; labels text)."""
+    from ..cnn.distill import distinct_seeds
     from ..data import Split, cache_dir
     from .framed_views import cached_framed_views
 
-    seed_list = [int(seeds)] if np.ndim(seeds) == 0 else [int(s) for s in seeds]
-    if not seed_list or len(set(seed_list)) != len(seed_list):
-        raise ValueError(f"framed view seeds must be distinct and at least one, got {seed_list}")
+    seed_list = distinct_seeds(seeds, "framed view")
     targets, info, text = distillation_from(teacher, train, classes, temperature, alpha)
     xs, ys, keys, tg, groups = [train.x], [train.y], [train.keys], [targets], []
     for seed in seed_list:
