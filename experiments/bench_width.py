@@ -2,11 +2,13 @@
 
     python experiments/bench_width.py [--widths 48-96-192-384 64-128-256-512]
     python experiments/bench_width.py --pause-pid-file /tmp/fer_training.pid   # beside a background training
+    python experiments/bench_width.py --views 1 --widths 64-128-256-512 72-144-288-576 --out experiments/reports/bench-width-1view
 
 Method:
 1. Candidates: ``vggbn`` at each width (the shipped 48-96-192-384 and the wider 64-128-256-512 of issue 21),
-   random weights (speed does not depend on them), flip TTA inside an ONNX graph, run by onnxruntime with the
-   Analyzer's thread count: exactly the form the default runs in.
+   random weights (speed does not depend on them), flip TTA inside an ONNX graph (``--views 2``, the default) or
+   one view per face (``--views 1``: a network that runs without TTA), run by onnxruntime with the Analyzer's
+   thread count: exactly the form a shipped default runs in.
 2. Reference: the shipped default through ``load_predictor``, in the same process.
 3. Timing: alternating blocks of batch-1 calls (:func:`fer_hybrid.evaluation.width_timing.time_widths`);
    ``--pause-pid-file PIDFILE`` stops a background training (the python process whose pid the file holds) for
@@ -31,6 +33,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--widths", nargs="+", default=["48-96-192-384", "64-128-256-512"],
                     help="candidate widths, each as W1-W2-W3-W4 (default: the shipped and the wider vggbn)")
+    ap.add_argument("--views", type=int, choices=[1, 2], default=2,
+                    help="candidates run on the face and its mirror (2, flip TTA; default) or on the face only (1)")
     ap.add_argument("--reference", default="default", help="a shipped model timed beside them ('none' = skip)")
     ap.add_argument("--threads", type=int, default=None, help="intra-op threads (default: as the Analyzer runs)")
     ap.add_argument("--repeats", type=int, default=7, help="alternating timing blocks (default 7)")
@@ -39,7 +43,7 @@ def main(argv=None) -> int:
                     help="file holding the pid of a background job (the python process itself) to stop while timing")
     ap.add_argument("--out", type=Path, default=OUT, help=f"report folder (default {OUT})")
     args = ap.parse_args(argv)
-    from fer_hybrid.evaluation.width_timing import parse_widths
+    from fer_hybrid.cnn.vggbn import parse_widths
 
     try:
         candidates = [parse_widths(w) for w in args.widths]
@@ -67,13 +71,15 @@ def main(argv=None) -> int:
             return 2
     with paused(args.pause_pid_file) as pid:
         load0 = tp.loadavg()
-        rows = time_widths(candidates, threads=threads, repeats=args.repeats, calls=args.calls, reference=reference)
+        rows = time_widths(candidates, threads=threads, repeats=args.repeats, calls=args.calls, reference=reference,
+                           views=args.views)
         load1 = tp.loadavg()
     conditions = (f"background job {pid} paused (SIGSTOP) during the timing" if pid else
                   "nothing paused; see the load average for other work on the machine")
     rep = {"kind": "benchmark", "name": "bench-width", "date": dt.datetime.now(dt.timezone.utc).isoformat(),
-           "purpose": "Batch-1 ms per face of candidate student widths in the form the default runs "
-                      "(flip TTA inside an ONNX graph, onnxruntime), beside the shipped default.",
+           "purpose": "Batch-1 ms per face of candidate student widths as they would run (ONNX graph, onnxruntime; "
+                      + ("flip TTA inside the graph" if args.views == 2 else "one view per face, no TTA")
+                      + "), beside the shipped default.",
            "threads": threads, "repeats": args.repeats, "calls": args.calls, "loadavg_start": load0,
            "loadavg_end": load1, "conditions": conditions, "rows": rows,
            "command": command_line(None if argv is None else [__file__, *argv]), "env": environment()}

@@ -6,6 +6,8 @@
     python experiments/cnn_transfer.py --weights models/vggbn.keras --epochs 8 --lr 3e-4 --ferplus-mix 0.5
     python experiments/cnn_transfer.py --weights models/vggbn-soup.keras --teacher ensemble --teacher-views 2 --tta
     python experiments/cnn_transfer.py --weights models/vggbn-kdv-soup.keras --teacher ensemble --framed-views 0 --tta
+    python experiments/cnn_transfer.py --weights models/vggbn-kdv-soup.keras --widths 64-128-256-512 --widen \
+        --teacher ensemble --framed-views 0 1      # a wider student that starts as the narrow one
 
 Method: the 5 study classes; train = Training, val = PublicTest (model selection, early stopping),
 test = PrivateTest (reported once). All layers are fine-tuned (``--mode all``, the study's protocol).
@@ -32,6 +34,13 @@ def parse_args(argv=None, default_backbone: str = "vggbn") -> argparse.Namespace
     p.add_argument("--data", default=None, help="FER2013 folder/.tar.gz/csv (default: $FER2013_PATH)")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--widths", default=None, metavar="W1-W2-W3-W4",
+                   help="vggbn only: conv widths per block (default 48-96-192-384), e.g. 64-128-256-512")
+    p.add_argument("--widen", action="store_true",
+                   help="widen the narrower vggbn in --weights (.keras) to --widths keeping its function "
+                        "(Net2WiderNet, fer_hybrid.cnn.widen) before training")
+    p.add_argument("--widen-noise", type=float, default=0.01,
+                   help="with --widen: noise on the copied channels, x the layer's kernel std (default 0.01)")
     p.add_argument("--image-size", type=int, default=None, help="network input size (default: the backbone's)")
     p.add_argument("--optimizer", default=d.optimizer, choices=["adam", "adamw", "sgd"])
     p.add_argument("--lr", type=float, default=d.learning_rate)
@@ -96,6 +105,7 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
     args = parse_args(argv, default_backbone)
     from fer_hybrid import artifacts, reports
     from fer_hybrid.cnn.train import TrainConfig, fit, save_model, ship_model
+    from fer_hybrid.cnn.vggbn import parse_widths
     from fer_hybrid.data import Augment, DataError, load_fer2013
     from fer_hybrid.evaluate import command_line
     from fer_hybrid.evaluation import transfer_report as T
@@ -114,6 +124,17 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
         return 2
     if args.view_augment and not (args.teacher_views or args.framed_views):
         print("error: --view-augment needs --teacher-views or --framed-views", file=sys.stderr)
+        return 2
+    try:
+        model_kwargs = {"widths": list(parse_widths(args.widths))} if args.widths else {}
+    except ValueError as e:
+        print(f"error: --widths: {e}", file=sys.stderr)
+        return 2
+    if model_kwargs and args.backbone != "vggbn":
+        print(f"error: --widths applies to the vggbn backbone, not {args.backbone}", file=sys.stderr)
+        return 2
+    if args.widen and not (model_kwargs and str(args.weights).endswith(".keras")) or args.widen_noise < 0:
+        print("error: --widen needs --widths, a .keras file in --weights and --widen-noise >= 0", file=sys.stderr)
         return 2
     if len(set(args.teacher_views_seed)) != len(args.teacher_views_seed):
         print(f"error: --teacher-views-seed values must be distinct, got {args.teacher_views_seed}", file=sys.stderr)
@@ -174,9 +195,14 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
                       distill_alpha=args.kd_alpha if args.teacher else 0.0,
                       mode=args.mode, patience=args.patience, seed=args.seed, precision=args.precision,
                       strategy=args.strategy, augment=dataclasses.asdict(augment),
-                      epoch_size=len(data.train) if train_data is not data else None)
-    result = fit(cfg, train_data, Path(args.checkpoints) / name, resume=not args.no_resume,
-                 train_targets=train_targets)
+                      epoch_size=len(data.train) if train_data is not data else None,
+                      model_kwargs=model_kwargs, widen=args.widen, widen_noise=args.widen_noise if args.widen else 0.0)
+    try:
+        result = fit(cfg, train_data, Path(args.checkpoints) / name, resume=not args.no_resume,
+                     train_targets=train_targets)
+    except ValueError as e:  # a --weights network that does not fit the backbone or cannot be widened
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
     # 3. Evaluation on train / val / test (test touched once, here), and batch-1 latency, of what ships.
     shipped, predictor, metrics, latency, as_run = T.evaluate_shipped(result.model, name, data, args.flip_in_graph,

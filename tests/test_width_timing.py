@@ -10,17 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fer_hybrid.cnn.vggbn import parse_widths
 from fer_hybrid.evaluation import width_timing as W
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_parse_widths_round_trip_and_errors():
-    assert W.parse_widths("64-128-256-512") == (64, 128, 256, 512)
-    assert W.width_name(W.parse_widths("8-16")) == "vggbn 8-16"
+    assert parse_widths("64-128-256-512") == (64, 128, 256, 512)
+    assert W.width_name(parse_widths("8-16")) == "vggbn 8-16"
     for bad in ["", "64-x", "64--128", "0-8", "-8"]:
         with pytest.raises(ValueError, match="positive integers"):
-            W.parse_widths(bad)
+            parse_widths(bad)
 
 
 def test_gflop_known_answers():
@@ -49,7 +50,20 @@ def test_time_widths_rows_reference_and_no_temp_files_left():
     assert calls[0][0] == 1  # batch 1
     assert set(glob.glob(os.path.join(tempfile.gettempdir(), "fer_width_*"))) == before
     md = W.width_markdown({"name": "bench-width", "threads": 1, "repeats": 2, "calls": 3, "rows": rows})
-    assert "| vggbn 4-8 |" in md and "| ref | - | - |" in md and "≤ 8 ms" in md
+    assert "| vggbn 4-8 | 2 (flip TTA) |" in md and "| ref | as shipped | - | - |" in md and "≤ 8 ms" in md
+
+
+def test_time_widths_single_view_runs_the_bare_network_at_half_the_flops():
+    rows = W.time_widths([(4, 8)], threads=1, repeats=1, calls=2, views=1)
+    assert len(rows) == 1 and rows[0]["views"] == 1 and rows[0]["runtime"] == "onnxruntime, single view"
+    assert rows[0]["gflop_per_face"] == pytest.approx(W.vggbn_gflop((4, 8), views=1))
+    md = W.width_markdown({"name": "bench-width", "threads": 1, "repeats": 1, "calls": 2, "rows": rows})
+    assert "| vggbn 4-8 | 1 |" in md
+
+
+def test_time_widths_rejects_other_view_counts():
+    with pytest.raises(ValueError, match="views must be 1"):
+        W.time_widths([(4, 8)], threads=1, views=3)
 
 
 def test_bench_width_script_bad_widths_is_one_line_exit_2(tmp_path):

@@ -52,7 +52,9 @@ class TrainConfig:
     seed: int = 42
     precision: str = "auto"              # auto | float32 | mixed_bfloat16 | mixed_float16
     strategy: str = "default"            # default | mirrored | multiworker
-    model_kwargs: dict = dataclasses.field(default_factory=dict)
+    model_kwargs: dict = dataclasses.field(default_factory=dict)  # e.g. {"widths": [64, 128, 256, 512]} (vggbn)
+    widen: bool = False                  # a narrower vggbn in ``weights`` is widened to model_kwargs["widths"]
+    widen_noise: float = 0.0             # (Net2WiderNet, fer_hybrid.cnn.widen) with this noise on the copies
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -113,7 +115,9 @@ def set_seeds(seed: int) -> None:
 def build(cfg: TrainConfig, num_classes: int):
     """The backbone with ``cfg.weights``; a whole trained ``.keras`` model of the same backbone (warm start,
     e.g. a longer or distilled run) is loaded into every layer, whatever the backbone's own weight format. A
-    file shipped with its flip TTA in the graph (``--flip-in-graph``) warm-starts from the network inside.
+    file shipped with its flip TTA in the graph (``--flip-in-graph``) warm-starts from the network inside; with
+    ``cfg.widen``, a narrower ``vggbn`` is first widened to ``cfg.model_kwargs["widths"]`` keeping its function
+    (:func:`fer_hybrid.cnn.widen.widen_vggbn`, seeded by ``cfg.seed``).
     ValueError when the file's network does not match the backbone."""
     from ..keras_io import load_keras_model
     from .backbones import build_model
@@ -125,6 +129,10 @@ def build(cfg: TrainConfig, num_classes: int):
     if warm:
         trained = load_keras_model(cfg.weights)
         trained = without_flip_tta(trained) if is_flip_tta(trained) else trained
+        if cfg.widen:
+            from .widen import widen_vggbn
+
+            trained = widen_vggbn(trained, cfg.model_kwargs.get("widths", ()), seed=cfg.seed, noise=cfg.widen_noise)
         try:
             model.set_weights(trained.get_weights())
         except ValueError as e:

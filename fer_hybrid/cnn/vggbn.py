@@ -9,6 +9,17 @@ from __future__ import annotations
 from typing import Sequence
 
 
+def parse_widths(text: str) -> tuple[int, ...]:
+    """"64-128-256-512" -> (64, 128, 256, 512); ValueError naming the text when it is not positive ints."""
+    try:
+        widths = tuple(int(w) for w in text.split("-"))
+    except ValueError:
+        widths = ()
+    if not widths or min(widths) < 1:
+        raise ValueError(f"widths must be positive integers joined by '-', e.g. 64-128-256-512; got {text!r}")
+    return widths
+
+
 def build_vggbn(num_classes: int = 5, input_size: int = 48, widths: Sequence[int] = (48, 96, 192, 384),
                 convs_per_block: int = 2, dense: int = 256, dropout: float = 0.4, block_dropout: float = 0.1,
                 weight_decay: float = 1e-4, name: str = "vggbn"):

@@ -59,6 +59,15 @@ def training_notes(weights: str | None, epochs_run: int, best_epoch: int) -> str
     return notes
 
 
+def widen_note(cfg) -> str:
+    """The notes' sentence on a widened initial network (``cfg.widen``; a TrainConfig), else ""."""
+    if not cfg.widen:
+        return ""
+    widths = "-".join(str(w) for w in cfg.model_kwargs.get("widths", ()))
+    return (f"; the initial network was widened to {widths} keeping its function (Net2WiderNet, "
+            f"fer_hybrid.cnn.widen; noise {cfg.widen_noise:g} x kernel std on the copied channels)")
+
+
 def transfer_report(*, name: str, kind: str, cfg, result, metrics: dict, latency: float, artifact: dict | None,
                     data, command: str, image_size: int | None, flip_in_graph: bool, tta: bool, as_run: bool,
                     onnx: dict | None, labels_trained_on: str, teacher: dict | None) -> dict:
@@ -75,7 +84,8 @@ def transfer_report(*, name: str, kind: str, cfg, result, metrics: dict, latency
         epochs=result.epochs_run, best_epoch=result.best_epoch, precision=result.precision,
         tta="flip (in the shipped graph)" if flip_in_graph else tta, evaluated_as_run=as_run, onnx=onnx,
         config=cfg.to_dict(), history=result.history, labels_trained_on=labels_trained_on, teacher=teacher,
-        notes=training_notes(cfg.weights, result.epochs_run, result.best_epoch), figures=["training_curves.png"])
+        notes=training_notes(cfg.weights, result.epochs_run, result.best_epoch) + widen_note(cfg),
+        figures=["training_curves.png"])
 
 
 def distillation_from(teacher: str, train, classes, temperature: float, alpha: float) -> tuple[np.ndarray, dict, str]:
