@@ -70,6 +70,9 @@ def parse_args(argv=None, default_backbone: str = "vggbn") -> argparse.Namespace
                         "frame per seed (fer_hybrid.evaluation.framed_views), each with the teacher's answer on the "
                         "clean face; epochs keep the original size, online augmentation is the flip only")
     p.add_argument("--framed-jobs", type=int, default=2, help="processes rendering and detecting framed views")
+    p.add_argument("--unlabelled-faces", default=None, metavar="CLASSES",
+                   help="with --teacher: also the training faces of these FER2013 classes outside the study "
+                        "(e.g. neutral,disgust), each with the teacher's probabilities as its only target")
     p.add_argument("--view-augment", type=float, default=0.0,
                    help="with --teacher-views: online augmentation on top of the fixed views, as a fraction of the "
                         "training augmentation's ranges (default 0: the flip only)")
@@ -121,6 +124,9 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
         return 2
     if args.framed_views and (len(set(args.framed_views)) != len(args.framed_views) or args.framed_jobs < 1):
         print("error: --framed-views seeds must be distinct and --framed-jobs >= 1", file=sys.stderr)
+        return 2
+    if args.unlabelled_faces and not args.teacher:
+        print("error: --unlabelled-faces needs --teacher", file=sys.stderr)
         return 2
     if args.view_augment and not (args.teacher_views or args.framed_views):
         print("error: --view-augment needs --teacher-views or --framed-views", file=sys.stderr)
@@ -185,6 +191,15 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
     elif args.teacher:  # knowledge distillation: the teacher's probabilities on every training image, cached
         train_targets, teacher, labels = T.distillation_from(args.teacher, data.train, data.classes,
                                                              args.kd_temperature, args.kd_alpha)
+    if args.unlabelled_faces:  # + faces outside the study classes, answered by the teacher only
+        try:
+            union, train_targets, teacher, labels = T.with_unlabelled_faces(
+                args.teacher, train_data.train, train_targets, teacher, labels, data.source,
+                tuple(c.strip() for c in args.unlabelled_faces.split(",") if c.strip()))
+        except (ValueError, DataError) as e:
+            print(f"error: --unlabelled-faces: {e}", file=sys.stderr)
+            return 2
+        train_data = dataclasses.replace(train_data, train=union)
 
     # 2. Training: all layers, AdamW + cosine schedule by default, augmentation, early stopping on val.
     cfg = TrainConfig(backbone=args.backbone, weights=args.weights, input_size=args.image_size, epochs=args.epochs,

@@ -169,6 +169,10 @@ def teacher_lines(teacher: dict | None) -> list[str]:
                           f"({fmt(g.get('found_share'), 3)}), {fmt(g.get('seconds'), 1)} s" for g in groups)
         out.append(f"- the Analyzer's crops of the training faces in random frames ({found}); target: "
                    f"{f.get('target')}")
+    u = teacher.get("unlabelled_faces")
+    if isinstance(u, dict):
+        out.append(f"- {fmt(u.get('n'))} training faces outside the study ({', '.join(u.get('classes') or [])}): "
+                   f"teacher targets {fmt(u.get('seconds'), 1)} s; target: {u.get('target')}")
     return out
 
 

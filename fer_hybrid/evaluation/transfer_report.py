@@ -129,6 +129,38 @@ def distillation_with_views(teacher: str, train, classes, temperature: float, al
     return union, np.concatenate([targets, distillation_targets(proba, labels, len(classes))]), info, text
 
 
+def with_unlabelled_faces(teacher: str, union, targets: np.ndarray, info: dict, text: str, source,
+                          classes: tuple[str, ...]) -> tuple:
+    """Distillation data (``union`` Split, ``targets`` (n, 2k), teacher ``info``, labels ``text``) plus the
+    *training* faces of ``source`` (a FER2013 source) labelled with ``classes`` outside the study (e.g. neutral,
+    disgust): no val or test face is used. The teacher's probabilities on them (cached like its other targets) are
+    both halves of their targets, KD target and label part, since they have no study label; their ``y`` is the
+    teacher's argmax. Returns (union, targets, info with an ``unlabelled_faces`` entry, text).
+    ValueError for a study class or an unknown class name."""
+    from ..cnn.distill import cached_teacher_proba, teacher_key
+    from ..data import Split, cache_dir, load_fer2013
+    from ..labels import STUDY_EMOTIONS
+    from ..predictors import load_predictor
+
+    classes = tuple(classes)
+    if not classes or set(classes) & set(STUDY_EMOTIONS):
+        raise ValueError(f"unlabelled faces must come from classes outside the study, got {list(classes)}")
+    extra = load_fer2013(source, classes=classes).train
+    cnn = load_predictor(teacher)
+    cnn = getattr(cnn, "cnn", cnn)
+    proba, extra_info = cached_teacher_proba(cnn.predict_proba, extra.x, teacher_key(teacher, cnn), cache_dir())
+    proba = proba / proba.sum(1, keepdims=True)
+    keys = np.char.add(extra.keys.astype(str), "#unlabelled")
+    union = Split(np.concatenate([union.x, extra.x]), np.concatenate([union.y, proba.argmax(1)]),
+                  np.concatenate([union.keys.astype(str), keys]))
+    info = {**info, "unlabelled_faces": {"classes": list(classes), "n": int(len(extra)),
+                                         "seconds": extra_info["seconds"], "cache": extra_info["cache"],
+                                         "target": "the teacher's probabilities, in both halves"}}
+    text += (f"; plus the {len(extra)} training faces labelled {', '.join(classes)} (outside the study), each with "
+             "the teacher's probabilities as its only target")
+    return union, np.concatenate([targets, np.concatenate([proba, proba], 1).astype(np.float32)]), info, text
+
+
 def distillation_with_framed_views(teacher: str, train, classes, temperature: float, alpha: float, seeds,
                                    n_jobs: int = 1) -> tuple:
     """:func:`distillation_from` on the training ``Split`` plus, per seed in ``seeds``, the Analyzer's crop of every
