@@ -128,6 +128,11 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
     if args.unlabelled_faces and not args.teacher:
         print("error: --unlabelled-faces needs --teacher", file=sys.stderr)
         return 2
+    try:
+        unlabelled = T.unlabelled_classes(args.unlabelled_faces) if args.unlabelled_faces else ()
+    except ValueError as e:
+        print(f"error: --unlabelled-faces: {e}", file=sys.stderr)
+        return 2
     if args.view_augment and not (args.teacher_views or args.framed_views):
         print("error: --view-augment needs --teacher-views or --framed-views", file=sys.stderr)
         return 2
@@ -191,11 +196,10 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
     elif args.teacher:  # knowledge distillation: the teacher's probabilities on every training image, cached
         train_targets, teacher, labels = T.distillation_from(args.teacher, data.train, data.classes,
                                                              args.kd_temperature, args.kd_alpha)
-    if args.unlabelled_faces:  # + faces outside the study classes, answered by the teacher only
+    if unlabelled:  # + faces outside the study classes, answered by the teacher only
         try:
             union, train_targets, teacher, labels = T.with_unlabelled_faces(
-                args.teacher, train_data.train, train_targets, teacher, labels, data.source,
-                tuple(c.strip() for c in args.unlabelled_faces.split(",") if c.strip()))
+                args.teacher, train_data.train, train_targets, teacher, labels, data.source, unlabelled)
         except (ValueError, DataError) as e:
             print(f"error: --unlabelled-faces: {e}", file=sys.stderr)
             return 2

@@ -31,11 +31,16 @@ def test_unlabelled_faces_join_with_the_teachers_answer_in_both_halves(sample_ta
     assert not val_test & {k.removesuffix("#unlabelled") for k in union.keys[n:]}
 
 
-@pytest.mark.parametrize("classes", [("happy",), ("neutral", "fear"), ()])
+@pytest.mark.parametrize("classes", [("happy",), ("neutral", "fear"), (), "neutral,calm", " , "])
 def test_unlabelled_faces_must_lie_outside_the_study(classes, sample_tar, sample_data):
     with pytest.raises(ValueError, match="outside the study"):
         T.with_unlabelled_faces("vggbn", sample_data.train, np.zeros((len(sample_data.train), 10)), {}, "",
                                 sample_tar, classes)
+
+
+def test_unlabelled_classes_parses_names():
+    assert T.unlabelled_classes("neutral, disgust") == ("neutral", "disgust")
+    assert T.unlabelled_classes(["disgust"]) == ("disgust",)
 
 
 def test_cnn_transfer_unlabelled_faces_trains_and_reports(sample_tar, tmp_path, monkeypatch, capsys):
@@ -54,7 +59,10 @@ def test_cnn_transfer_unlabelled_faces_trains_and_reports(sample_tar, tmp_path, 
     assert "training faces labelled neutral, disgust" in report["labels_trained_on"]
     assert "training faces outside the study (neutral, disgust)" in (tmp_path / "r" / "ul" / "report.md").read_text()
     capsys.readouterr()
-    assert cnn_transfer.main(base + ["--teacher", "vggbn", "--unlabelled-faces", "sad", "--name", "bad"]) == 2
-    assert "--unlabelled-faces: unlabelled faces must come from classes outside the study" in capsys.readouterr().err
+    assert cnn_transfer.main(["--data", str(tmp_path / "nope.tar.gz"), "--teacher", "vggbn",
+                              "--unlabelled-faces", "sad"]) == 2  # checked before any data or teacher work
+    err = capsys.readouterr().err
+    assert "--unlabelled-faces: unlabelled faces must come from FER2013 classes outside the study" in err
+    assert "FER2013 source not found" not in err
     assert cnn_transfer.main(base + ["--unlabelled-faces", "neutral", "--name", "bad2"]) == 2
     assert "--unlabelled-faces needs --teacher" in capsys.readouterr().err

@@ -129,6 +129,18 @@ def distillation_with_views(teacher: str, train, classes, temperature: float, al
     return union, np.concatenate([targets, distillation_targets(proba, labels, len(classes))]), info, text
 
 
+def unlabelled_classes(classes) -> tuple[str, ...]:
+    """``classes`` (names, or one comma-separated string) as a tuple of FER2013 classes outside the study, e.g.
+    "neutral,disgust" -> ("neutral", "disgust"); ValueError for none, a study class or an unknown name."""
+    from ..labels import FER2013_EMOTIONS, STUDY_EMOTIONS
+
+    names = tuple(c.strip() for c in (classes.split(",") if isinstance(classes, str) else classes) if c.strip())
+    if not names or set(names) & set(STUDY_EMOTIONS) or not set(names) <= set(FER2013_EMOTIONS):
+        raise ValueError(f"unlabelled faces must come from FER2013 classes outside the study "
+                         f"({', '.join(c for c in FER2013_EMOTIONS if c not in STUDY_EMOTIONS)}), got {list(names)}")
+    return names
+
+
 def with_unlabelled_faces(teacher: str, union, targets: np.ndarray, info: dict, text: str, source,
                           classes: tuple[str, ...]) -> tuple:
     """Distillation data (``union`` Split, ``targets`` (n, 2k), teacher ``info``, labels ``text``) plus the
@@ -136,15 +148,12 @@ def with_unlabelled_faces(teacher: str, union, targets: np.ndarray, info: dict, 
     disgust): no val or test face is used. The teacher's probabilities on them (cached like its other targets) are
     both halves of their targets, KD target and label part, since they have no study label; their ``y`` is the
     teacher's argmax. Returns (union, targets, info with an ``unlabelled_faces`` entry, text).
-    ValueError for a study class or an unknown class name."""
+    ValueError for a study class or an unknown class name (:func:`unlabelled_classes`)."""
     from ..cnn.distill import cached_teacher_proba, teacher_key
     from ..data import Split, cache_dir, load_fer2013
-    from ..labels import STUDY_EMOTIONS
     from ..predictors import load_predictor
 
-    classes = tuple(classes)
-    if not classes or set(classes) & set(STUDY_EMOTIONS):
-        raise ValueError(f"unlabelled faces must come from classes outside the study, got {list(classes)}")
+    classes = unlabelled_classes(classes)
     extra = load_fer2013(source, classes=classes).train
     cnn = load_predictor(teacher)
     cnn = getattr(cnn, "cnn", cnn)
