@@ -27,6 +27,15 @@ def read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray] | None:
         return None
 
 
+def write_arrays(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], compressed: bool = False) -> Path:
+    """Write ``{name: array}`` to the ``.npz`` at ``path`` atomically (a temporary file beside it, then a
+    rename; its folder is created), compressed or not. Returns ``path``."""
+    with _atomic.atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:  # a file object: numpy would append ".npz" to a temporary name
+            (np.savez_compressed if compressed else np.savez)(f, **arrays)
+    return Path(path)
+
+
 def load_or_compute(path: str | os.PathLike, compute: Callable[[], Mapping[str, np.ndarray]], *,
                     refresh: bool = False, store: bool = True,
                     what: str = "cache") -> tuple[dict[str, np.ndarray], bool]:
@@ -42,10 +51,7 @@ def load_or_compute(path: str | os.PathLike, compute: Callable[[], Mapping[str, 
     arrays = {k: np.asarray(v) for k, v in compute().items()}
     if store:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with _atomic.atomic_path(path, suffix=".npz") as tmp:
-                with open(tmp, "wb") as f:  # a file object: numpy would append ".npz" to a temporary name
-                    np.savez(f, **arrays)
+            write_arrays(path, arrays)
         except OSError as e:
             warnings.warn(f"could not write {what} {path}: {e}")
     return arrays, True

@@ -1,7 +1,7 @@
 """npz_cache.cached_arrays: computes once, reads back, recovers from a damaged file, leaves no temp file."""
 import numpy as np
 
-from fer_hybrid.npz_cache import cached_arrays, read_arrays
+from fer_hybrid.npz_cache import cached_arrays, read_arrays, write_arrays
 
 
 def test_computes_once_then_reads_back(tmp_path):
@@ -66,3 +66,18 @@ def test_refresh_store_and_warnings(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_or_compute(path, compute)                          # readable again: no warning
+
+
+def test_write_arrays_round_trips_compressed_or_not_and_leaves_no_temp(tmp_path):
+    import zipfile
+
+    arrays = {"a": np.zeros((50, 50), np.int16), "names": np.array(["x", "y"])}
+    for compressed, method in ((False, zipfile.ZIP_STORED), (True, zipfile.ZIP_DEFLATED)):
+        path = tmp_path / f"sub-{compressed}" / "w.npz"
+        assert write_arrays(path, arrays, compressed=compressed) == path
+        back = read_arrays(path)
+        np.testing.assert_array_equal(back["a"], arrays["a"])
+        assert back["names"].tolist() == ["x", "y"]
+        with zipfile.ZipFile(path) as z:
+            assert {i.compress_type for i in z.infolist()} == {method}
+        assert [p.name for p in path.parent.iterdir()] == ["w.npz"]

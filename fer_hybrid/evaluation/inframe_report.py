@@ -220,9 +220,7 @@ def save_predictions(out, predictions: dict, truth: dict, conditions) -> Path:
     """Write ``out``/predictions.npz atomically: per-face classes of every (variant, split) in ``predictions``
     (int (len(conditions), n), -1 = not found), with ``truth`` {split: (labels (n,), face indices (n,))} and the
     condition names, so two runs on the same faces can be compared face by face. Returns its path."""
-    import numpy as np
-
-    from .. import _atomic
+    from ..npz_cache import write_arrays
 
     keys = sorted(predictions)
     arrays = {"conditions": np.array([c.name for c in conditions]),
@@ -231,18 +229,13 @@ def save_predictions(out, predictions: dict, truth: dict, conditions) -> Path:
         arrays[f"pred_{i}"] = np.asarray(predictions[k], np.int16)
     for s, (y, idx) in truth.items():
         arrays[f"y_{s}"], arrays[f"indices_{s}"] = np.asarray(y, np.int64), np.asarray(idx, np.int64)
-    path = Path(out) / PREDICTIONS_FILE
-    with _atomic.atomic_path(path, suffix=".npz") as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-    return path
+    return write_arrays(Path(out) / PREDICTIONS_FILE, arrays, compressed=True)
 
 
 def load_predictions(folder, variant: str, split: str) -> dict:
     """{"pred": int (c, n), "y": (n,), "indices": (n,), "conditions": [names]} of one (variant, split) from an
     in-frame report folder's predictions.npz. FileNotFoundError without the file (runs before it existed);
     KeyError naming the variant and split when the run did not score them."""
-    import numpy as np
 
     path = Path(folder) / PREDICTIONS_FILE
     if not path.is_file():

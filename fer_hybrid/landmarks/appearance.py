@@ -36,7 +36,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .. import _atomic
+from ..npz_cache import write_arrays
 from ..safe_io import file_sha256
 from .features import LandmarkFeatures, normalise
 
@@ -381,9 +381,7 @@ class LandmarkAppearance:
             if self.components_ is None:
                 raise ValueError("cannot save an unfitted LandmarkAppearance with pca")
             arrays.update(mean=self.mean_, components=self.components_)
-        with _atomic.atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, **arrays)
+        write_arrays(path, arrays)
         return {"params": self.get_params(), "file": path.name, "sha256": file_sha256(path),
                 "n_features": self.n_features}
 
