@@ -50,7 +50,8 @@ def parse_args(argv=None, default_backbone: str = "vggbn") -> argparse.Namespace
                    help="train on (1-m) * FER2013 one-hot + m * FER+ vote shares (default 0: FER2013 labels only; "
                         "FER+ files from $FERPLUS_DIR)")
     p.add_argument("--teacher", default=None,
-                   help="distil from this registered model (its CNN ensemble, under its own TTA policy): targets = "
+                   help="distil from this registered model, or a CNN-ensemble descriptor .json (its CNN ensemble, "
+                        "under its own TTA policy): targets = "
                         "[teacher probabilities on the training images, FER2013 one-hot]")
     p.add_argument("--kd-temperature", type=float, default=2.0, help="distillation temperature T (with --teacher)")
     p.add_argument("--kd-alpha", type=float, default=0.7,
@@ -188,19 +189,23 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
     if views is not None:
         try:
             union, train_targets, teacher, labels = views()
-        except ValueError as e:  # an unknown TTA policy, a teacher that cannot answer, bad distillation settings
-            print(f"error: {e}", file=sys.stderr)
+        except (ValueError, FileNotFoundError) as e:  # no such teacher, an unknown TTA policy,
+            print(f"error: {e}", file=sys.stderr)                      # a teacher that cannot answer, bad settings
             return 2
         train_data = dataclasses.replace(data, train=union)
         augment = view_augment
     elif args.teacher:  # knowledge distillation: the teacher's probabilities on every training image, cached
-        train_targets, teacher, labels = T.distillation_from(args.teacher, data.train, data.classes,
-                                                             args.kd_temperature, args.kd_alpha)
+        try:
+            train_targets, teacher, labels = T.distillation_from(args.teacher, data.train, data.classes,
+                                                                 args.kd_temperature, args.kd_alpha)
+        except (ValueError, FileNotFoundError) as e:  # no such teacher, or one that cannot answer
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     if unlabelled:  # + faces outside the study classes, answered by the teacher only
         try:
             union, train_targets, teacher, labels = T.with_unlabelled_faces(
                 args.teacher, train_data.train, train_targets, teacher, labels, data.source, unlabelled)
-        except (ValueError, DataError) as e:
+        except (ValueError, DataError, FileNotFoundError) as e:
             print(f"error: --unlabelled-faces: {e}", file=sys.stderr)
             return 2
         train_data = dataclasses.replace(train_data, train=union)

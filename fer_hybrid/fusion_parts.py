@@ -88,20 +88,28 @@ def onnx_twin(onnx_name: str | None, cnn: str, members: Sequence[str], models_ro
 # ---------------------------------------------------------------------------------------------
 # Parts (cached)
 # ---------------------------------------------------------------------------------------------
-def cnn_parts(path: Path, data, policies: Sequence[str], progress: bool = True) -> dict[str, np.ndarray]:
+def cnn_parts(path: Path, data, policies: Sequence[str], progress: bool = True,
+              splits: Sequence[str] = SPLITS) -> dict[str, np.ndarray]:
     """{f"{split}_p@{policy}": float64 (n, k), f"{split}_e@{policy}": float32 (n, d)}: the CNN ``path``'s softmax
-    and embedding of every image of ``data`` (train, val, test) averaged over the views of each TTA policy, every
-    distinct view predicted once; cached by the file's and the data's sha256 and the list of policies."""
+    and embedding of every image of ``data``'s ``splits`` (default train, val, test) averaged over the views of
+    each TTA policy, every distinct view predicted once; cached by the file's and the data's sha256, the list of
+    policies and (when not all three) the splits."""
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown or not splits:
+        raise ValueError(f"splits must be among {list(SPLITS)}, got {list(splits)}")
+
     def compute():
         cnn = CNNEnsemblePredictor.from_files([path], batch_size=1024)
         out = {}
-        for s in SPLITS:
+        for s in splits:
             for policy, (p, e) in cnn.predict_policies(data.split(s).x, policies, progress).items():
                 out[f"{s}_p@{policy}"], out[f"{s}_e@{policy}"] = p, e
         return out
 
     key = hashlib.sha256(",".join(policies).encode()).hexdigest()[:8]
-    return cached_arrays(cache_dir() / f"hybrid-cnn-{file_sha256(path)[:20]}-{data.sha256[:12]}-tta{key}.npz", compute)
+    only = "" if tuple(splits) == SPLITS else "-" + "+".join(splits)
+    return cached_arrays(cache_dir() / f"hybrid-cnn-{file_sha256(path)[:20]}-{data.sha256[:12]}-tta{key}{only}.npz",
+                         compute)
 
 
 def landmark_parts(lm_json: Path, source, data, n_jobs: int = 2) -> tuple[object, dict[str, np.ndarray]]:
@@ -133,9 +141,11 @@ def landmark_parts(lm_json: Path, source, data, n_jobs: int = 2) -> tuple[object
 def combine_cnns(parts: Sequence[Mapping[str, np.ndarray]], tta: str,
                  weights: Sequence[float] | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{split: (float64 (n, k) weighted average of the CNNs' probabilities, float64 (n, sum d) their concatenated
-    embeddings)} of :func:`cnn_parts` outputs under TTA policy ``tta`` (``weights`` default equal)."""
+    embeddings)} of :func:`cnn_parts` outputs under TTA policy ``tta`` (``weights`` default equal), for every
+    split the parts hold."""
+    splits = [s for s in SPLITS if all(f"{s}_p@{tta}" in q for q in parts)]
     return {s: (np.average([q[f"{s}_p@{tta}"] for q in parts], axis=0, weights=weights),
-                np.concatenate([q[f"{s}_e@{tta}"] for q in parts], axis=1).astype(np.float64)) for s in SPLITS}
+                np.concatenate([q[f"{s}_e@{tta}"] for q in parts], axis=1).astype(np.float64)) for s in splits}
 
 
 def choose_cnn(parts: Mapping[str, Mapping[str, np.ndarray]], members: Sequence[str], policies: Sequence[str],

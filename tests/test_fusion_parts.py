@@ -121,6 +121,25 @@ def test_cnn_parts_are_per_policy_averages_cached_under_the_historical_name(tiny
         np.testing.assert_array_equal(again[k], v)
 
 
+def test_cnn_parts_of_some_splits_are_cached_apart_and_combine_on_those_splits(tiny_keras, sample_data):
+    from fer_hybrid.data import cache_dir
+    from fer_hybrid.safe_io import file_sha256
+
+    parts = fp.cnn_parts(TINY_CNN, sample_data, ["flip"], progress=False, splits=("val", "test"))
+    assert set(parts) == {f"{s}_{k}@flip" for s in ("val", "test") for k in "pe"}
+    p, _ = CNNEnsemblePredictor([tiny_keras], tta="flip").predict(sample_data.val.x)
+    np.testing.assert_allclose(parts["val_p@flip"], p, atol=1e-6)
+    key = hashlib.sha256(b"flip").hexdigest()[:8]
+    assert (cache_dir() / f"hybrid-cnn-{file_sha256(TINY_CNN)[:20]}-{sample_data.sha256[:12]}-tta{key}-val+test.npz"
+            ).exists()
+    out = fp.combine_cnns([parts, parts], "flip", [1, 3])
+    assert set(out) == {"val", "test"} and out["val"][0].shape == (len(sample_data.val), K)
+    assert fp.choose_cnn({"a": parts}, ["a"], ["flip"], sample_data.val.y) == ("flip", {"a": 1.0})
+    for bad in ((), ("train", "dev")):
+        with pytest.raises(ValueError, match="splits must be among"):
+            fp.cnn_parts(TINY_CNN, sample_data, ["flip"], progress=False, splits=bad)
+
+
 def test_landmark_parts_are_what_the_landmark_predictor_computes(models_root, sample_tar, sample_data):
     from fer_hybrid.data import cache_dir
     from fer_hybrid.hybrid import landmark_features

@@ -79,10 +79,11 @@ class Reporter:
                   "fusion fit as documented in experiments/hybrid.py; every choice made on val only")
 
     def cnn_ensemble(self, weights: Mapping[str, float], tta: str, cnn: Mapping[str, tuple],
-                     files: Mapping[str, Path], models_root: Path) -> dict:
+                     files: Mapping[str, Path], models_root: Path, **extra) -> dict:
         """Report (kind "cnn", named ``cnn-ensemble-<members>``) of the weighted average of CNNs ``weights``
-        {member: weight} under ``tta`` (``cnn``: its :func:`~fer_hybrid.fusion_parts.combine_cnns` parts), with
-        its loadable descriptor ``ensemble.json`` (CNN files relative to ``models_root``) beside it."""
+        {member: weight} under ``tta`` (``cnn``: its :func:`~fer_hybrid.fusion_parts.combine_cnns` parts; only
+        the probabilities are read), with its loadable descriptor ``ensemble.json`` (CNN files relative to
+        ``models_root``) beside it; ``extra`` report fields are kept as given."""
         name = "cnn-ensemble-" + "+".join(weights)
         pred = CNNEnsemblePredictor.from_files([files[m] for m in weights], tta=tta, name=name,
                                                weights=list(weights.values()))
@@ -95,4 +96,4 @@ class Reporter:
             cnn_files=[Path(files[m]).name for m in weights], member_weights=[float(x) for x in weights.values()],
             labels_trained_on=LABELS,
             notes="weighted average of our CNNs' softmax outputs; members and weights by greedy ensemble selection "
-                  "(Caruana et al. 2004) on val accuracy, TTA policy chosen on val; test only reported")
+                  "(Caruana et al. 2004) on val accuracy, TTA policy chosen on val; test only reported", **extra)

@@ -88,12 +88,26 @@ def transfer_report(*, name: str, kind: str, cfg, result, metrics: dict, latency
         figures=["training_curves.png"])
 
 
-def distillation_from(teacher: str, train, classes, temperature: float, alpha: float) -> tuple[np.ndarray, dict, str]:
-    """:func:`fer_hybrid.cnn.distill.teacher_targets` of the registered model ``teacher`` on a training ``Split``
-    (targets cached in :func:`fer_hybrid.data.cache_dir`): (targets (n, 2k), teacher info, labels text)."""
+def load_teacher(teacher: str):
+    """The teacher ``teacher``: a registered model's name, or the path of a CNN-ensemble descriptor (``.json``,
+    e.g. the ``ensemble.json`` beside a ``cnn-ensemble-*`` report of ``experiments/teacher_ensemble.py``).
+    ArtifactError / ArtifactMissingError / ValueError as the registry and the descriptor loader raise them."""
+    from ..errors import ArtifactMissingError
+    from ..hybrid import load_cnn_ensemble_predictor
     from ..predictors import load_predictor
 
-    return distillation_from_model(load_predictor(teacher), teacher, train, classes, temperature, alpha)
+    if str(teacher).endswith(".json"):
+        if not Path(teacher).is_file():
+            raise ArtifactMissingError(f"teacher descriptor {teacher} not found")
+        return load_cnn_ensemble_predictor(Path(teacher), name=Path(teacher).parent.name)
+    return load_predictor(teacher)
+
+
+def distillation_from(teacher: str, train, classes, temperature: float, alpha: float) -> tuple[np.ndarray, dict, str]:
+    """:func:`fer_hybrid.cnn.distill.teacher_targets` of the teacher ``teacher`` (:func:`load_teacher`) on a
+    training ``Split`` (targets cached in :func:`fer_hybrid.data.cache_dir`): (targets (n, 2k), teacher info,
+    labels text)."""
+    return distillation_from_model(load_teacher(teacher), teacher, train, classes, temperature, alpha)
 
 
 def distillation_from_model(model, teacher: str, train, classes, temperature: float,
@@ -114,9 +128,8 @@ def distillation_with_views(teacher: str, train, classes, temperature: float, al
     teacher info with a ``views`` entry; labels text)."""
     from ..cnn.distill import distillation_targets, teacher_view_targets
     from ..data import Split, cache_dir
-    from ..predictors import load_predictor
 
-    model = load_predictor(teacher)
+    model = load_teacher(teacher)
     targets, info, text = distillation_from_model(model, teacher, train, classes, temperature, alpha)
     views, labels, proba, view_info = teacher_view_targets(model, teacher, train.x, train.y, len(classes), copies,
                                                            seeds, tta, cache_dir())
@@ -151,11 +164,10 @@ def with_unlabelled_faces(teacher: str, union, targets: np.ndarray, info: dict, 
     ValueError for a study class or an unknown class name (:func:`unlabelled_classes`)."""
     from ..cnn.distill import cached_teacher_proba, teacher_key
     from ..data import Split, cache_dir, load_fer2013
-    from ..predictors import load_predictor
 
     classes = unlabelled_classes(classes)
     extra = load_fer2013(source, classes=classes).train
-    cnn = load_predictor(teacher)
+    cnn = load_teacher(teacher)
     cnn = getattr(cnn, "cnn", cnn)
     proba, extra_info = cached_teacher_proba(cnn.predict_proba, extra.x, teacher_key(teacher, cnn), cache_dir())
     proba = proba / proba.sum(1, keepdims=True)
