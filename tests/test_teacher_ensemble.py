@@ -48,6 +48,11 @@ def test_teacher_is_chosen_on_val_reported_and_loadable(two_cnns, sample_tar, sa
     assert desc["members"] == folder.name.removeprefix("cnn-ensemble-").split("+")
     assert np.isclose(sum(report["member_weights"]), 1.0)
     assert report["train_targets"]["cache"].startswith("teacher-")
+    sel = json.loads((folder / "selection.json").read_text())
+    assert set(sel["candidates"]) == {"a", "b"} and sel["passed"] and sel["min_val"] is None
+    assert sel["val_accuracy"] == pytest.approx(report["metrics"]["val"]["accuracy"])
+    assert sel["test_accuracy"] == pytest.approx(report["metrics"]["test"]["accuracy"])
+    assert "| a |" in (folder / "selection.md").read_text()
     # the descriptor loads as a teacher and answers as the report says; its train answers are the cached targets
     teacher = T.load_teacher(str(folder / "ensemble.json"))
     assert teacher.tta == "flip" and list(teacher.weights) == pytest.approx(report["member_weights"])
@@ -111,3 +116,22 @@ def test_cnn_transfer_distils_from_a_descriptor_and_refuses_a_missing_teacher(tw
     assert cnn_transfer.main(base + ["--teacher", "no-such-model", "--name", "kd3"], kind="baseline") == 2
     assert "error:" in capsys.readouterr().err
     assert not (tmp_path / "s" / "kd2").exists() and not (tmp_path / "s" / "kd3").exists()
+
+
+def test_min_val_stops_before_the_training_set_with_the_selection_written(two_cnns, sample_tar, tmp_path,
+                                                                          monkeypatch, capsys):
+    import teacher_ensemble
+
+    from fer_hybrid.cnn import distill
+
+    monkeypatch.setattr(distill, "cached_teacher_proba", lambda *a, **k: pytest.fail("must stop before training"))
+    reports = tmp_path / "r"
+    assert teacher_ensemble.main(["--candidates", "a,b", "--tta", "flip", "--min-val", "1.0", "--data",
+                                  str(sample_tar), "--models", str(two_cnns), "--reports", str(reports)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not above --min-val 1.0000" in err[0]
+    (folder,) = reports.iterdir()
+    assert sorted(f.name for f in folder.iterdir()) == ["selection.json", "selection.md"]   # no report, no temp
+    sel = json.loads((folder / "selection.json").read_text())
+    assert sel["passed"] is False and sel["min_val"] == 1.0
+    assert "stopped before the training set" in (folder / "selection.md").read_text()

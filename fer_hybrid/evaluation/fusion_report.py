@@ -97,3 +97,21 @@ class Reporter:
             labels_trained_on=LABELS,
             notes="weighted average of our CNNs' softmax outputs; members and weights by greedy ensemble selection "
                   "(Caruana et al. 2004) on val accuracy, TTA policy chosen on val; test only reported", **extra)
+
+
+def teacher_selection_markdown(record: Mapping) -> str:
+    """Markdown of a teacher selection record (``experiments/teacher_ensemble.py``'s ``selection.json``): every
+    candidate's val and test accuracy under the policy, the members and weights kept on val, the teacher's val and
+    test, and whether it passed ``min_val``."""
+    chosen = record["members"]
+    lines = [f"# Teacher selection ({record['tta']} TTA)", "",
+             "Members and weights by greedy ensemble selection (Caruana et al. 2004) on val; test only reported.", "",
+             "| candidate | val | test | weight |", "|---|---:|---:|---:|"]
+    for name, acc in record["candidates"].items():
+        lines.append(f"| {name} | {acc['val']:.4f} | {acc['test']:.4f} | {chosen.get(name, 0.0):.2f} |")
+    gate = ("no gate" if record.get("min_val") is None else
+            f"{'above' if record['passed'] else 'not above'} --min-val {record['min_val']:.4f}: "
+            f"{'went on to the training set' if record['passed'] else 'stopped before the training set'}")
+    lines += ["", f"Teacher: val {record['val_accuracy']:.4f}, test {record['test_accuracy']:.4f} ({gate}).", "",
+              f"Command: `{record.get('command')}`", ""]
+    return "\n".join(lines)
