@@ -9,8 +9,8 @@ experiments/checkpoints/NAME/final.keras) predicts val and test under one TTA po
 selection with replacement (Caruana et al. 2004) picks members and weights on val, as ``experiments/hybrid.py``
 does for the shipped ``ensemble``, but without predicting the training set for members it drops. The selection
 (every candidate's val and test accuracy, the members, weights and the teacher's val and test) is written first,
-as ``selection.json`` + ``selection.md`` in the report's folder; with ``--min-val`` a teacher whose val accuracy is not above it
-stops there (exit 1, one line), before the long training-set pass. The chosen
+as ``selection.json`` + ``selection.md`` in the report's folder; with ``--min-val`` a teacher whose val accuracy
+is not above it stops there (exit 1, one line), before the long training-set pass. The chosen
 teacher then answers every training image once: those probabilities are its train accuracy here and, cached under
 the same key, the targets ``cnn_transfer.py --teacher <descriptor>`` distils from (the time they took is in the
 report). Train fits, val chooses, test is only reported. The report (kind ``cnn``, ``cnn-ensemble-<members>``)
@@ -107,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
 
     # 5. Its report and loadable descriptor (CNN files relative to the repository).
     rep.cnn_ensemble(chosen, tta, {**cnn, "train": (train_p, None)}, files, ROOT,
-                     candidates=candidates, train_targets={"seconds": info["seconds"], "cache": Path(info["cache"]).name},
+                     candidates=candidates,
+                     train_targets={"seconds": info["seconds"], "cache": Path(info["cache"]).name},
                      purpose="a distillation teacher (cnn_transfer.py --teacher <its ensemble.json>); not shipped")
     return 0
 
