@@ -189,8 +189,8 @@ def main(argv=None, default_backbone: str = "vggbn", kind: str = "cnn") -> int:
     if views is not None:
         try:
             union, train_targets, teacher, labels = views()
-        except (ValueError, FileNotFoundError) as e:  # no such teacher, an unknown TTA policy,
-            print(f"error: {e}", file=sys.stderr)                      # a teacher that cannot answer, bad settings
+        except (ValueError, FileNotFoundError) as e:  # no such teacher, unknown TTA policy, bad settings
+            print(f"error: {e}", file=sys.stderr)
             return 2
         train_data = dataclasses.replace(data, train=union)
         augment = view_augment

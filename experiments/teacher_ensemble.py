@@ -77,8 +77,10 @@ def run(args: argparse.Namespace) -> int:
 
     # 2. Every candidate's probabilities on val and test under the policy (cached per file).
     parts = {n: fp.cnn_parts(f, data, [args.tta], splits=("val", "test")) for n, f in files.items()}
+    accuracies = {n: {s: fp.accuracy(parts[n][f"{s}_p@{args.tta}"], data.split(s).y) for s in ("val", "test")}
+                  for n in candidates}
     for n in candidates:
-        print(f"candidate {n:24s} val {fp.accuracy(parts[n][f'val_p@{args.tta}'], data.val.y):.4f}")
+        print(f"candidate {n:24s} val {accuracies[n]['val']:.4f}")
 
     # 3. Members and weights by greedy ensemble selection on val.
     tta, chosen = fp.choose_cnn(parts, candidates, [args.tta], data.val.y)
@@ -86,8 +88,6 @@ def run(args: argparse.Namespace) -> int:
     val = fp.accuracy(cnn["val"][0], data.val.y)
     print(f"teacher {'+'.join(chosen)} weights {[round(w, 3) for w in chosen.values()]} (TTA {tta}): val {val:.4f}")
     folder = Path(args.reports) / ("cnn-ensemble-" + "+".join(chosen))
-    accuracies = {n: {s: fp.accuracy(parts[n][f"{s}_p@{tta}"], data.split(s).y) for s in ("val", "test")}
-                  for n in candidates}
     record = {"command": rep.command, "tta": tta, "candidates": accuracies, "members": chosen,
               "val_accuracy": val, "test_accuracy": fp.accuracy(cnn["test"][0], data.test.y),
               "min_val": args.min_val, "passed": args.min_val is None or val > args.min_val,
