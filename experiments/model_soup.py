@@ -9,7 +9,8 @@ Method (library: fer_hybrid.cnn.soup, fer_hybrid.evaluation.soup_report)
 2. Greedy soup on val: ingredients in order of their val accuracy with the flip TTA (as the registry runs a
    Keras CNN); each joins the uniform weight average only if the soup's val accuracy does not drop.
    Test is not looked at.
-3. The soup is evaluated on train / val / test exactly as the registry will run it (flip TTA), with its
+3. The soup is evaluated on train / val / test exactly as the registry will run it (flip TTA; in the graph when
+   the ingredients carry it there, as ``--flip-in-graph`` ships vggface), with its
    batch-1 ms per face. It costs one network at inference, unlike an ensemble of its ingredients.
 4. Saved under experiments/checkpoints/NAME; ``--ship`` writes models/NAME.keras and its manifest entry
    (TTA flip, from the report).
@@ -38,8 +39,6 @@ def main(argv=None) -> int:
     ap.add_argument("--ship", action="store_true", help="write models/NAME.keras and its manifest entry")
     args = ap.parse_args(argv)
 
-    import keras
-
     from fer_hybrid import artifacts, reports
     from fer_hybrid.artifacts import manifest_metrics
     from fer_hybrid.cnn.soup import greedy_soup
@@ -54,10 +53,10 @@ def main(argv=None) -> int:
     try:
         files = [S.ingredient_file(n, ROOT) for n in names]
         data = load_fer2013(args.data)
+        models, flip_in_graph = S.load_ingredients(files)   # flip-in-graph files: the network inside
     except (ValueError, FileNotFoundError, DataError) as e:   # ArtifactError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
-    models = [keras.models.load_model(f, compile=False) for f in files]
 
     # 2. Greedy soup, chosen on val with the flip TTA.
     try:
@@ -68,9 +67,11 @@ def main(argv=None) -> int:
     fields = S.soup_fields(names, files, result, ROOT, uniform=args.uniform)
     print(json.dumps({"trail": fields["trail"]}))
 
-    # 3. The soup as the registry runs it (flip TTA): train / val / test, batch-1 ms per face.
-    soup = result.model
-    _, _, metrics, latency, as_run = evaluate_shipped(soup, args.name, data, flip_in_graph=False, tta=True)
+    # 3. The soup as the registry runs it (flip TTA, outside the network or in its graph as the ingredients
+    #    had it): train / val / test, batch-1 ms per face.
+    soup, _, metrics, latency, as_run = evaluate_shipped(result.model, args.name, data,
+                                                         flip_in_graph=flip_in_graph, tta=not flip_in_graph)
+    tta = "flip (in the shipped graph)" if flip_in_graph else True
 
     # 4. Artifacts.
     path = save_model(soup, Path(args.checkpoints) / args.name / "soup.keras")
@@ -84,17 +85,19 @@ def main(argv=None) -> int:
         name=args.name, kind="cnn", weights=f"weight average of {', '.join(fields['chosen'])}", metrics=metrics,
         command=command_line(), ms_per_face=latency, params=int(soup.count_params()),
         artifact=reports.artifact_info(path, ROOT), data={"source": Path(data.source).name, "sha256": data.sha256},
-        backbone=models[0].name, tta=True, evaluated_as_run=as_run, soup=fields,
+        backbone=models[0].name, tta=tta, evaluated_as_run=as_run, soup=fields,
         notes=((f"uniform model soup of all {len(names)} ingredients (val only scores the trail)" if args.uniform else
                 f"greedy model soup of {len(fields['chosen'])} of {len(names)} ingredients, chosen on val")
-               + "; one network at inference; metrics with the flip TTA the registry applies"))
+               + "; one network at inference; metrics with the flip TTA "
+               + ("in the shipped graph" if flip_in_graph else "the registry applies")))
     out = reports.write_report(report, Path(args.reports) / args.name)
     if args.ship:
         artifacts.update_manifest(args.name, path, command=command_line(), data=report["data"],
                                   weights=report["weights"], metrics=manifest_metrics(metrics),
                                   report=reports.repo_path(out, ROOT), kind="cnn", loader="keras",
                                   description=f"model soup: the weight average of {', '.join(fields['chosen'])} "
-                                              "(one vggbn network, flip TTA)")
+                                              f"(one {models[0].name} network, flip TTA"
+                                              f"{' in the graph' if flip_in_graph else ''})")
     print(json.dumps({"name": args.name, "chosen": fields["chosen"], "val": metrics["val"]["accuracy"],
                       "test": metrics["test"]["accuracy"], "report": str(out)}))
     return 0

@@ -8,7 +8,8 @@ Method.
 2. Choice on val: it replaces the model registered as ``--as`` only if its val accuracy as run is higher than
    the registered model's (else exit 1, nothing changes). Test is reported, never compared.
 3. The file goes to models/AS.keras (atomic copy) and the manifest entry AS is rewritten from the report
-   (metrics, command, TTA as run, ms/face), keeping the entry's description unless ``--description`` is given.
+   (metrics, command, TTA as run, ms/face), keeping the entry's description unless ``--description`` is given;
+   its ``weights`` say which file it was trained from (or averaged with) when that is the file it replaces.
 """
 from __future__ import annotations
 
@@ -30,10 +31,11 @@ def main(argv=None) -> int:
     ap.add_argument("--report", required=True, help="report name under experiments/reports/")
     ap.add_argument("--as", dest="name", required=True, help="registry name to ship under")
     ap.add_argument("--description", default=None)
+    ap.add_argument("--reports", default=str(ROOT / "experiments" / "reports"))
     args = ap.parse_args(argv)
 
     # 1. The report and the exact file it evaluated.
-    report_path = ROOT / "experiments" / "reports" / args.report / "report.json"
+    report_path = Path(args.reports) / args.report / "report.json"
     if not report_path.exists():
         print(f"error: no report {report_path}", file=sys.stderr)
         return 2
@@ -59,8 +61,11 @@ def main(argv=None) -> int:
         shutil.copyfile(checkpoint, tmp)
     metrics = manifest_metrics(report["metrics"], evaluated_only=True)
     weights = report.get("weights")
+    replaced = f"models/{args.name}.keras as made by `{old.get('command')}` ({old.get('report')})"
     if weights == f"models/{args.name}.keras" and old:   # warm-started from the file it replaces: say which one
-        weights = f"{weights} as made by `{old.get('command')}` ({old.get('report')})"
+        weights = replaced
+    elif old and args.name in (report.get("soup") or {}).get("chosen", []):   # a soup with the file it replaces
+        weights = f"{weights}; its ingredient {args.name} is the file it replaces, {replaced}"
     artifacts.update_manifest(args.name, target, command=report["command"], data=report["data"],
                               weights=weights, metrics=metrics,
                               report=reports.repo_path(report_path, ROOT), description=args.description)

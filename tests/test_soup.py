@@ -142,3 +142,74 @@ def test_uniform_soup_keeps_every_ingredient_and_scores_each_step():
     assert r.chosen == [1, 2, 0] and all(t["kept"] for t in r.trail)
     assert kernel_mean(r.model) == pytest.approx(14.0 / 3)   # the mean of all three, though it scores worse
     assert r.score == pytest.approx(-abs(14.0 / 3 - 2.0))
+
+
+def _flip_files(tmp_path, kernels_scale=(1.0, 3.0)):
+    """Two flip-in-graph .keras files of the tiny CNN, with its weights scaled by each factor."""
+    from fer_hybrid.cnn.export import with_flip_tta
+    from fer_hybrid.predictors import load_keras_model
+
+    files = []
+    for i, k in enumerate(kernels_scale):
+        net = load_keras_model(ROOT / "tests" / "data" / "tiny_cnn.keras")
+        net.set_weights([w * k if np.issubdtype(w.dtype, np.floating) else w for w in net.get_weights()])
+        files.append(tmp_path / f"flip{i}.keras")
+        with_flip_tta(net, f"flip{i}").save(files[-1])
+    return files
+
+
+def test_flip_in_graph_ingredients_are_unwrapped_to_the_network_inside(tmp_path):
+    from fer_hybrid.cnn.export import is_flip_tta
+    from fer_hybrid.evaluation.soup_report import load_ingredients
+    from fer_hybrid.predictors import load_keras_model
+
+    files = _flip_files(tmp_path)
+    nets, flip_in_graph = load_ingredients(files)
+    assert flip_in_graph and not any(is_flip_tta(n) for n in nets)
+    soup = average_weights(nets)
+    inner0 = load_keras_model(ROOT / "tests" / "data" / "tiny_cnn.keras").get_weights()
+    floats = [i for i, w in enumerate(inner0) if np.issubdtype(w.dtype, np.floating)]
+    assert np.allclose(soup.get_weights()[floats[0]], inner0[floats[0]] * 2.0)   # mean of x1 and x3
+
+    plain = tmp_path / "plain.keras"
+    load_keras_model(ROOT / "tests" / "data" / "tiny_cnn.keras").save(plain)
+    nets, flip_in_graph = load_ingredients([plain, plain])
+    assert not flip_in_graph
+    with pytest.raises(ValueError, match="all carry the flip TTA in their graph or none: flip0.keras"):
+        load_ingredients([files[0], plain])
+
+
+def test_model_soup_script_ships_a_flip_in_graph_soup_evaluated_as_run(sample_tar, tmp_path, monkeypatch):
+    """vggface ships with the flip in its graph: its soup keeps it there, is scored as run and says so."""
+    from fer_hybrid.cnn.export import is_flip_tta
+    from fer_hybrid.evaluation import soup_report
+    from fer_hybrid.predictors import load_keras_model
+
+    files = dict(zip(["a", "b"], _flip_files(tmp_path)))
+    monkeypatch.setattr(soup_report, "ingredient_file", lambda name, root: files[name])
+    rc = _script().main(["--ingredients", "a,b", "--uniform", "--name", "flip-soup", "--data", str(sample_tar),
+                         "--reports", str(tmp_path / "reports"), "--checkpoints", str(tmp_path / "ckpt")])
+    assert rc == 0
+    report = json.loads((tmp_path / "reports" / "flip-soup" / "report.json").read_text())
+    assert report["tta"] == "flip (in the shipped graph)" and report["evaluated_as_run"] is True
+    assert report["notes"].endswith("metrics with the flip TTA in the shipped graph")
+    shipped = load_keras_model(tmp_path / "ckpt" / "flip-soup" / "soup.keras")
+    assert is_flip_tta(shipped)
+    x = np.random.default_rng(0).integers(0, 256, (4, 48, 48, 1)).astype(np.float32)
+    assert np.allclose(shipped(x), shipped(x[:, :, ::-1]), atol=1e-6)   # the mirror gives the same answer
+
+
+def test_model_soup_script_refuses_ingredients_with_and_without_the_flip_in_one_line(sample_tar, tmp_path,
+                                                                                      monkeypatch, capsys):
+    from fer_hybrid.evaluation import soup_report
+    from fer_hybrid.predictors import load_keras_model
+
+    plain = tmp_path / "plain.keras"
+    load_keras_model(ROOT / "tests" / "data" / "tiny_cnn.keras").save(plain)
+    files = {"a": _flip_files(tmp_path)[0], "b": plain}
+    monkeypatch.setattr(soup_report, "ingredient_file", lambda name, root: files[name])
+    rc = _script().main(["--ingredients", "a,b", "--data", str(sample_tar),
+                         "--reports", str(tmp_path / "r"), "--checkpoints", str(tmp_path / "c")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "flip TTA in their graph or none" in err[0]
+    assert not (tmp_path / "r").exists()

@@ -2,6 +2,7 @@
 val score the greedy soup is chosen by, and the report's ``soup`` section.
 
     files = [ingredient_file(n, ROOT) for n in names]
+    models, flip_in_graph = load_ingredients(files)
     result = greedy_soup(models, score=lambda m: flip_accuracy(m, data.val))
     fields = soup_fields(names, files, result)
 """
@@ -30,6 +31,24 @@ def ingredient_file(name: str, root: str | os.PathLike) -> Path:
     if not report.exists():
         raise ValueError(f"{name} is neither a registered model nor a report under experiments/reports")
     return reported_artifact(read_report(report), root)
+
+
+def load_ingredients(files: list[Path]) -> tuple[list, bool]:
+    """The ingredients' networks, ready to average, and whether they carry the flip TTA in their graph.
+
+    Files saved with the flip in the graph (:func:`fer_hybrid.cnn.export.with_flip_tta`, as ``--flip-in-graph``
+    ships ``vggface``) are unwrapped to the network inside (the same weights); the soup is wrapped again to ship.
+    ArtifactError (a ValueError) for a file that cannot be loaded; ValueError when only some carry the flip."""
+    from ..cnn.export import is_flip_tta, without_flip_tta
+    from ..keras_io import load_keras_model
+
+    loaded = [load_keras_model(f) for f in files]
+    wrapped = [is_flip_tta(m) for m in loaded]
+    if any(wrapped) and not all(wrapped):
+        mixed = ", ".join(f"{Path(f).name} ({'flip in graph' if w else 'no flip in graph'})"
+                          for f, w in zip(files, wrapped))
+        raise ValueError(f"ingredients must all carry the flip TTA in their graph or none: {mixed}")
+    return [without_flip_tta(m) if w else m for m, w in zip(loaded, wrapped)], all(wrapped)
 
 
 def flip_accuracy(model, split) -> float:
