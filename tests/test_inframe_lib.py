@@ -101,3 +101,38 @@ def test_default_metrics_counts_misses_as_errors():
     assert m["val"] == {"accuracy": None, "macro_f1": None, "n": None}
     assert m["test"]["accuracy"] == pytest.approx(0.5) and m["test"]["n"] == 4
     assert m["test"]["found"] == 3 and m["test"]["accuracy_all"] == 0.5
+
+
+def test_condition_means_are_the_variant_tables_figures_and_old_reports_gain_them(tmp_path):
+    """The mean over conditions per variant and split (misses as errors; over found faces) is recorded in
+    report.json, and re-rendering a report written before the field existed adds it without touching the rest."""
+    import json
+
+    rows = {(v, c, s): {"accuracy_all": a, "accuracy_found": f}
+            for v, c, s, a, f in [("level", "default", "test", 0.6, 0.7), ("level", "rot+20", "test", 0.5, 0.8),
+                                  ("level", "default", "val", 0.4, 0.9), ("box", "default", "test", 0.2, 0.3)]}
+    means = R.condition_means(rows)
+    assert means["level"]["test"] == pytest.approx({"accuracy_all": 0.55, "accuracy_found": 0.75})
+    assert means["level"]["val"] == pytest.approx({"accuracy_all": 0.4, "accuracy_found": 0.9})
+    assert set(means) == {"level", "box"} and set(means["box"]) == {"test"}
+
+    conditions = [F.Condition("default"), F.Condition("rot+20", rotation=20.0, group="rotation")]
+    full = {k: {"n": 2, "found": 2, "found_share": 1.0, "found_of_original": 1.0, "false_positives_per_frame": 0.0,
+                "direct_accuracy_found": 0.5, "direct_accuracy": 0.5, **r}
+            for k, r in rows.items() if k[0] == "level"}
+    from fer_hybrid.reports import json_ready, make_report
+
+    old = json_ready(make_report(
+        name="inframe-x", kind="cnn", weights="x (shipped)",
+        metrics={"train": {"accuracy": None}, "val": {"accuracy": None, "macro_f1": None, "n": None},
+                 "test": {"accuracy": 0.6, "macro_f1": 0.6, "n": 2}},
+        variants=["level"], chosen_variant="level", selection_score={"level": 0.4}, selected_on="val",
+        conditions=[c.to_json() for c in conditions],
+        rows=[{"variant": v, "condition": c, "split": s, **m} for (v, c, s), m in full.items()]))
+    (tmp_path / "report.json").write_text(json.dumps(old, indent=2) + "\n")
+    R.rewrite_markdown(tmp_path)
+    new = json.loads((tmp_path / "report.json").read_text())
+    assert new.pop("condition_means")["level"]["test"] == pytest.approx({"accuracy_all": 0.55, "accuracy_found": 0.75})
+    assert new == old
+    assert "| level (chosen) | 0.4000 |" in (tmp_path / "report.md").read_text()
+    assert "| 0.5500 | 0.7500 |" in (tmp_path / "report.md").read_text()

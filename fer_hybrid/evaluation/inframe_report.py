@@ -2,10 +2,12 @@
 
 ``rows`` is {(variant, condition name, split): metrics of :func:`~.inframe.condition_metrics`}.
 
-    python -m fer_hybrid.evaluation.inframe_report experiments/reports/inframe-vggbn   # report.md from report.json
+    python -m fer_hybrid.evaluation.inframe_report experiments/reports/inframe-vggbn   # refresh report.json's
+                                                        # condition_means from its rows, re-render report.md
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -18,6 +20,19 @@ def _f(v, digits=4) -> str:
     return "–" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.{digits}f}"
 
 
+def condition_means(rows: dict) -> dict:
+    """{variant: {split: {"accuracy_all", "accuracy_found"}}}: the mean over the conditions of ``rows`` of the
+    accuracy counting a missed face as an error, and of the accuracy over found faces (the variant table's
+    columns), recorded in report.json so that a figure quoted from the table can be checked against it."""
+    groups: dict = {}
+    for (v, _, s), r in rows.items():
+        g = groups.setdefault(v, {}).setdefault(s, {"accuracy_all": [], "accuracy_found": []})
+        for key in g:
+            g[key].append(r[key])
+    return {v: {s: {k: float(np.mean(x)) for k, x in g.items()} for s, g in by_split.items()}
+            for v, by_split in groups.items()}
+
+
 def markdown_tables(rows: dict, variants: Sequence[str], conditions, splits: Sequence[str], chosen: str,
                     score: dict, select: str) -> str:
     """Markdown: the variants compared on the selection split, then every condition for each split."""
@@ -28,6 +43,7 @@ def markdown_tables(rows: dict, variants: Sequence[str], conditions, splits: Seq
         return float(np.mean(vals)) if vals else float("nan")
 
     others = [s for s in splits if s != select]
+    means = condition_means(rows)
     lines = ["", f"## Crop variants on {select} (choice: highest mean accuracy counting misses as errors)", "",
              "| variant | mean acc. (misses = errors) | default: acc. found | rot ±20: acc. found | "
              "rot ±30: acc. found | scale 0.5: found |" + "".join(f" {s}: mean acc. (misses = errors) | {s}: mean "
@@ -40,8 +56,8 @@ def markdown_tables(rows: dict, variants: Sequence[str], conditions, splits: Seq
                      f"{_f(mean(v, ['rot-20', 'rot+20'], 'accuracy_found', select))} | "
                      f"{_f(mean(v, ['rot-30', 'rot+30'], 'accuracy_found', select))} | "
                      f"{_f(mean(v, ['scale0.5'], 'found_share', select))} |"
-                     + "".join(f" {_f(mean(v, names, 'accuracy_all', o))} | {_f(mean(v, names, 'accuracy_found', o))} |"
-                               for o in others))
+                     + "".join(f" {_f(means[v][o]['accuracy_all'])} | {_f(means[v][o]['accuracy_found'])} |"
+                               for o in others if o in means.get(v, {})))
     for split in splits:
         lines += ["", f"## {split}: every condition, variant {chosen}", "",
                   "| condition | n | found | found / found on original | false pos. / frame | acc. found | "
@@ -142,6 +158,7 @@ def build_report(*, name: str, rows: dict, metrics: dict, seconds: dict, specs: 
         data={"source": Path(data.source).name, "sha256": data.sha256},
         benchmark="inframe", ms_per_face_by_variant=ms,
         model=name, variants=list(specs), chosen_variant=chosen, selected_on=select, selection_score=score,
+        condition_means=condition_means(rows),
         n_per_split=n, seed=seed, temperature=temperature,
         conditions=[c.to_json() for c in conditions],
         rows=[{"variant": v, "condition": c, "split": s, **m} for (v, c, s), m in rows.items()],
@@ -197,7 +214,9 @@ def write_inframe_report(report: dict, rows: dict, variants: Sequence[str], cond
 
 
 def rewrite_markdown(folder) -> Path:
-    """Re-render ``folder/report.md`` from ``folder/report.json`` (an in-the-frame report)."""
+    """Re-render ``folder/report.md`` from ``folder/report.json`` (an in-the-frame report), first recording
+    :func:`condition_means` of its rows in report.json when they are absent or differ (reports written before
+    the field existed); nothing else in report.json changes."""
     from .. import _atomic
     from ..reports import read_report, to_markdown
     from .inframe import Condition
@@ -205,6 +224,9 @@ def rewrite_markdown(folder) -> Path:
     folder = Path(folder)
     report = read_report(folder / "report.json")
     rows = {(r["variant"], r["condition"], r["split"]): r for r in report["rows"]}
+    if report.get("condition_means") != condition_means(rows):
+        report["condition_means"] = condition_means(rows)
+        _atomic.write_text(folder / "report.json", json.dumps(report, indent=2) + "\n")
     conditions = [Condition(**c) for c in report["conditions"]]
     splits = [s for s in ("val", "test") if any(k[2] == s for k in rows)]
     text = to_markdown(report) + markdown_tables(rows, report["variants"], conditions, splits,
