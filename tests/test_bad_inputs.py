@@ -617,7 +617,8 @@ RT_ERRORS = {  # case -> (argv builder, expected message)
     "rt-truncated-mp4": ("truncated-mp4", "cannot read video"),
     "rt-only-junk-folder": ("only-junk-folder", "no images"),
     "rt-unknown-model": (None, "unknown model 'nope'; valid models: .*vggface"),
-    "rt-missing-artifact": (None, "cnn_transfer.py --backbone vggface"),
+    "rt-missing-artifact": (None, "no artifact at .*vggface.keras; train it with `" + re.escape(
+        json.loads((ROOT / "models" / "manifest.json").read_text())["models"]["vggface"]["train_command"]) + "`$"),
     "rt-truncated-keras": (None, "not a valid .keras"),
     "rt-truncated-landmarks": (None, r"\.ubj"),
     "rt-camera-missing": (None, "camera index 97 does not open"),
