@@ -38,6 +38,7 @@ from test_realtime import (FACE, ROOT, TINY, count_frames, face_frames, read_jso
                            write_video)
 
 from fer_hybrid import compare, realtime  # noqa: E402
+from fer_hybrid.predictors import model_spec  # noqa: E402
 from fer_hybrid.data import DataError, load_fer2013  # noqa: E402
 from fer_hybrid.labels import STUDY_EMOTIONS  # noqa: E402
 from fer_hybrid.predictors import (ArtifactError, ArtifactMissingError, load_predictor,  # noqa: E402
@@ -47,6 +48,7 @@ from fer_hybrid.video import SourceError, open_source  # noqa: E402
 
 SAMPLE_TAR = Path(__file__).parent / "data" / "fer2013_sample.tar.gz"
 RELIABILITY_MD = ROOT / "experiments" / "reports" / "reliability.md"
+VGGFACE_TRAIN_COMMAND = model_spec("vggface").train_command   # what a missing vggface.keras error must name
 
 
 # ============================================================================================ the table
@@ -498,7 +500,7 @@ def test_api_model_errors(case, tmp_path):
         with pytest.raises(ValueError, match="unknown model 'nope'; valid models: .*vggbn"):
             load_predictor("nope", tmp_path)
     elif case == "api-missing-artifact":
-        with pytest.raises(ArtifactMissingError, match="cnn_transfer.py --backbone vggface"):
+        with pytest.raises(ArtifactMissingError, match="train it with `" + re.escape(VGGFACE_TRAIN_COMMAND)):
             load_predictor("vggface", tmp_path)
     elif case in ("api-truncated-keras", "api-corrupt-keras"):
         corrupt_keras(tmp_path, "truncate" if "truncated" in case else "flip")
@@ -617,8 +619,8 @@ RT_ERRORS = {  # case -> (argv builder, expected message)
     "rt-truncated-mp4": ("truncated-mp4", "cannot read video"),
     "rt-only-junk-folder": ("only-junk-folder", "no images"),
     "rt-unknown-model": (None, "unknown model 'nope'; valid models: .*vggface"),
-    "rt-missing-artifact": (None, "no artifact at .*vggface.keras; train it with `" + re.escape(
-        json.loads((ROOT / "models" / "manifest.json").read_text())["models"]["vggface"]["train_command"]) + "`$"),
+    "rt-missing-artifact": (None, "no artifact at .*vggface.keras; train it with `" + re.escape(VGGFACE_TRAIN_COMMAND)
+                            + "`$"),
     "rt-truncated-keras": (None, "not a valid .keras"),
     "rt-truncated-landmarks": (None, r"\.ubj"),
     "rt-camera-missing": (None, "camera index 97 does not open"),

@@ -21,6 +21,7 @@ from fer_hybrid import realtime  # noqa: E402
 from fer_hybrid.labels import STUDY_EMOTIONS  # noqa: E402
 from fer_hybrid.inference.tracking import FaceTracker, greedy_match, iou  # noqa: E402
 from fer_hybrid.video import SourceError, open_source  # noqa: E402
+from fer_hybrid.predictors import model_spec  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 FACE = DATA / "single_face.jpg"
@@ -224,7 +225,7 @@ def test_unknown_model_lists_names(tmp_path):
 def test_missing_artifact_names_training_command(tmp_path, models_dir):
     r = run_subprocess("--model", "vggface", "--source", "sample", "--models-dir", models_dir)
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert "cnn_transfer.py --backbone vggface" in r.stderr
+    assert f"train it with `{model_spec('vggface').train_command}`" in r.stderr
 
 
 def test_corrupt_artifact_exits_2(tmp_path):
