@@ -13,7 +13,7 @@ Method (library: fer_hybrid.cnn.soup, fer_hybrid.evaluation.soup_report)
    the ingredients carry it there, as ``--flip-in-graph`` ships vggface), with its
    batch-1 ms per face. It costs one network at inference, unlike an ensemble of its ingredients.
 4. Saved under experiments/checkpoints/NAME; ``--ship`` writes models/NAME.keras and its manifest entry
-   (TTA flip, from the report).
+   (its TTA from the report: flip outside the network, or none when the flip is in the graph).
 5. Report: the standard schema plus the ``soup`` section (ingredients, their sha256 and val, the trail).
 """
 from __future__ import annotations

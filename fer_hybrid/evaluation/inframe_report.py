@@ -56,8 +56,8 @@ def markdown_tables(rows: dict, variants: Sequence[str], conditions, splits: Seq
                      f"{_f(mean(v, ['rot-20', 'rot+20'], 'accuracy_found', select))} | "
                      f"{_f(mean(v, ['rot-30', 'rot+30'], 'accuracy_found', select))} | "
                      f"{_f(mean(v, ['scale0.5'], 'found_share', select))} |"
-                     + "".join(f" {_f(means[v][o]['accuracy_all'])} | {_f(means[v][o]['accuracy_found'])} |"
-                               for o in others if o in means.get(v, {})))
+                     + "".join(f" {_f(means.get(v, {}).get(o, {}).get('accuracy_all'))} | "
+                               f"{_f(means.get(v, {}).get(o, {}).get('accuracy_found'))} |" for o in others))
     for split in splits:
         lines += ["", f"## {split}: every condition, variant {chosen}", "",
                   "| condition | n | found | found / found on original | false pos. / frame | acc. found | "
