@@ -224,8 +224,9 @@ def rewrite_markdown(folder) -> Path:
     folder = Path(folder)
     report = read_report(folder / "report.json")
     rows = {(r["variant"], r["condition"], r["split"]): r for r in report["rows"]}
-    if report.get("condition_means") != condition_means(rows):
-        report["condition_means"] = condition_means(rows)
+    means = condition_means(rows)
+    if report.get("condition_means") != means:
+        report["condition_means"] = means
         _atomic.write_text(folder / "report.json", json.dumps(report, indent=2) + "\n")
     conditions = [Condition(**c) for c in report["conditions"]]
     splits = [s for s in ("val", "test") if any(k[2] == s for k in rows)]
