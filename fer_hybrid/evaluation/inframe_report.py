@@ -34,8 +34,9 @@ def condition_means(rows: dict) -> dict:
 
 
 def markdown_tables(rows: dict, variants: Sequence[str], conditions, splits: Sequence[str], chosen: str,
-                    score: dict, select: str) -> str:
-    """Markdown: the variants compared on the selection split, then every condition for each split."""
+                    score: dict, select: str, means: Mapping) -> str:
+    """Markdown: the variants compared on the selection split, then every condition for each split; the
+    other splits' means come from ``means`` (the report's :func:`condition_means`), so table and JSON agree."""
     names = [c.name for c in conditions]
 
     def mean(v, keys, what, split):
@@ -43,7 +44,6 @@ def markdown_tables(rows: dict, variants: Sequence[str], conditions, splits: Seq
         return float(np.mean(vals)) if vals else float("nan")
 
     others = [s for s in splits if s != select]
-    means = condition_means(rows)
     lines = ["", f"## Crop variants on {select} (choice: highest mean accuracy counting misses as errors)", "",
              "| variant | mean acc. (misses = errors) | default: acc. found | rot ±20: acc. found | "
              "rot ±30: acc. found | scale 0.5: found |" + "".join(f" {s}: mean acc. (misses = errors) | {s}: mean "
@@ -56,8 +56,8 @@ def markdown_tables(rows: dict, variants: Sequence[str], conditions, splits: Seq
                      f"{_f(mean(v, ['rot-20', 'rot+20'], 'accuracy_found', select))} | "
                      f"{_f(mean(v, ['rot-30', 'rot+30'], 'accuracy_found', select))} | "
                      f"{_f(mean(v, ['scale0.5'], 'found_share', select))} |"
-                     + "".join(f" {_f(means.get(v, {}).get(o, {}).get('accuracy_all'))} | "
-                               f"{_f(means.get(v, {}).get(o, {}).get('accuracy_found'))} |" for o in others))
+                     + "".join(f" {_f(m.get('accuracy_all'))} | {_f(m.get('accuracy_found'))} |"
+                               for m in (means.get(v, {}).get(o, {}) for o in others)))
     for split in splits:
         lines += ["", f"## {split}: every condition, variant {chosen}", "",
                   "| condition | n | found | found / found on original | false pos. / frame | acc. found | "
@@ -209,7 +209,7 @@ def write_inframe_report(report: dict, rows: dict, variants: Sequence[str], cond
     path = write_report(report, out)
     with open(Path(out) / "report.md", "a") as f:
         f.write(markdown_tables(rows, variants, conditions, splits, report["chosen_variant"],
-                                report["selection_score"], report["selected_on"]))
+                                report["selection_score"], report["selected_on"], report["condition_means"]))
     return path
 
 
@@ -232,7 +232,7 @@ def rewrite_markdown(folder) -> Path:
     splits = [s for s in ("val", "test") if any(k[2] == s for k in rows)]
     text = to_markdown(report) + markdown_tables(rows, report["variants"], conditions, splits,
                                                  report["chosen_variant"], report["selection_score"],
-                                                 report["selected_on"])
+                                                 report["selected_on"], means)
     return _atomic.write_text(folder / "report.md", text)
 
 
